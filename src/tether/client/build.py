@@ -1,0 +1,88 @@
+"""Where the client stack is assembled, in one place and one order.
+
+A request through ``hub.client(name)`` passes, outermost first:
+
+1. ``httpx2.Client``: base URL, default headers (User-Agent, the API version header), cookies, redirects.
+2. The ``Auth`` flow (``tether.auth``): outside the transports so that a flow that renews credentials on a
+   401 can replay the request once, and so every retry below carries the same, current credentials.
+3. :class:`~tether.client.transport.RetryTransport`: the call's deadline, per-attempt timeouts, retries with
+   backoff, the idempotency key, logs, typed errors. Later policies (rate limit, breaker) sit inside it so
+   each attempt is admitted separately; caching will sit outside it, so a cache hit costs no attempt.
+4. The network transport: ``httpx2.HTTPTransport`` (sync) or :class:`AiohttpTransport` (async), because
+   httpx2's own async socket layer falls far behind aiohttp under concurrency (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from tether import __version__
+from tether.auth.static import auth_from_config, credential_source
+from tether.client.transport import CallSpec
+from tether.config.models import IntegrationConfig
+from tether.policies.budget import RetryBudget
+from tether.policies.clock import Clock
+from tether.policies.retry import RetryPolicy
+
+__all__ = ["USER_AGENT", "client_options", "network_transport", "spec_for"]
+
+USER_AGENT = f"tether/{__version__}"
+LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=30.0)
+
+
+def spec_for(
+    name: str, config: IntegrationConfig, *, budget: RetryBudget, clock: Clock, raise_for_status: bool
+) -> CallSpec:
+    """The call spec (policies and limits) of integration ``name``."""
+    timeout = config.timeout
+    return CallSpec(
+        integration=name,
+        policy=RetryPolicy.from_config(config.retry),
+        deadline=timeout.total,
+        limits={"connect": timeout.connect, "read": timeout.read, "write": timeout.write, "pool": timeout.pool},
+        budget=budget if config.retry.budget < 1.0 else None,
+        idempotency_header=config.idempotency_header,
+        raise_for_status=raise_for_status,
+        credential_source=credential_source(config.auth),
+        clock=clock,
+    )
+
+
+def ssl_context(config: IntegrationConfig, base_dir: Path) -> ssl.SSLContext:
+    """The TLS context: the system's trust store (honouring ``SSL_CERT_FILE``) plus ``ca_bundle``."""
+    context = httpx2.create_ssl_context(verify=True, trust_env=True)
+    if config.ca_bundle:
+        context.load_verify_locations(cafile=str(base_dir / config.ca_bundle))
+    return context
+
+
+def network_transport(config: IntegrationConfig, base_dir: Path, *, asynchronous: bool) -> Any:
+    """The innermost transport: the one that talks to the network."""
+    context = ssl_context(config, base_dir)
+    if asynchronous:
+        # Imported here: aiohttp costs ~100 ms to import and sync-only programs never need it.
+        from tether.client.aiohttp_transport import AiohttpTransport
+
+        return AiohttpTransport(verify=context, limits=LIMITS)
+    return httpx2.HTTPTransport(verify=context, limits=LIMITS)
+
+
+def client_options(config: IntegrationConfig) -> dict[str, Any]:
+    """Keyword arguments for ``httpx2.Client``/``AsyncClient`` (all but the transport)."""
+    headers = {"User-Agent": USER_AGENT, **config.headers}
+    if config.version is not None and config.version_header is not None:
+        headers[config.version_header] = config.version
+    timeout = config.timeout
+    return {
+        "base_url": str(config.base_url),
+        "auth": auth_from_config(config.auth),
+        "headers": headers,
+        # The retry transport sets each attempt's limits itself; these apply when the transport is used alone.
+        "timeout": httpx2.Timeout(
+            timeout.read or timeout.total, connect=timeout.connect, write=timeout.write, pool=timeout.pool
+        ),
+    }

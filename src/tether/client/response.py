@@ -1,0 +1,75 @@
+"""The response class of tether clients: an ``httpx2.Response`` whose ``json()`` says what went wrong."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx2
+
+from tether import errors
+from tether.errors import Attempt
+from tether.observe.redact import redact_url
+
+__all__ = ["TetherResponse"]
+
+_JSON_TYPES = ("application/json", "+json", "text/json")
+
+
+class TetherResponse(httpx2.Response):
+    """``httpx2.Response`` with typed status errors from :meth:`raise_for_status` and format errors from
+    :meth:`json`.
+
+    ``json()`` raises :class:`~tether.errors.NotJSONError`, :class:`~tether.errors.TruncatedJSONError` or
+    :class:`~tether.errors.UnexpectedContentTypeError` (all ``ValueError`` and ``httpx2.DecodingError``)
+    instead of a bare ``JSONDecodeError``. A body that parses is returned even if its Content-Type is off,
+    since some APIs send JSON as ``text/plain``.
+
+    What tether did is in ``response.extensions``: ``tether.integration``, ``tether.attempts`` (the
+    :class:`~tether.errors.Attempt` list), ``tether.elapsed`` and ``tether.waited``.
+    """
+
+    def raise_for_status(self) -> TetherResponse:
+        """Raise the typed error (with hint and attempts) for a 4xx/5xx response; return ``self`` otherwise."""
+        error = self.extensions.get("tether.error")
+        if isinstance(error, errors.APIStatusError):
+            raise error
+        super().raise_for_status()
+        return self
+
+    def json(self, **kwargs: Any) -> Any:
+        try:
+            return super().json(**kwargs)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise self._format_error(exc) from exc
+
+    def _format_error(self, exc: ValueError) -> errors.ResponseFormatError:
+        content_type = self.headers.get("content-type", "")
+        text = self.content.lstrip()
+        is_json_type = any(marker in content_type.lower() for marker in _JSON_TYPES)
+        cls: type[errors.ResponseFormatError]
+        if not is_json_type:
+            cls = errors.UnexpectedContentTypeError
+            summary = f"expected JSON, got Content-Type {content_type or '(none)'!r}"
+        elif isinstance(exc, json.JSONDecodeError) and text[:1] in (b"{", b"[") and exc.pos >= len(exc.doc) - 1:
+            cls = errors.TruncatedJSONError
+            summary = f"JSON ends early ({len(self.content)} bytes)"
+        else:
+            cls = errors.NotJSONError
+            summary = f"body is not JSON though Content-Type is {content_type!r}: starts {text[:40]!r}"
+        hint = (
+            "unexpected format: check the Content-Type and the API version; an HTML body is often a proxy, "
+            "gateway or maintenance page"
+        )
+        attempts: tuple[Attempt, ...] = tuple(self.extensions.get("tether.attempts", ()))
+        return cls(
+            request=self.request,
+            summary=summary,
+            hint=hint,
+            integration=str(self.extensions.get("tether.integration", "?")),
+            method=self.request.method,
+            url=redact_url(self.request.url),
+            status=self.status_code,
+            attempts=attempts,
+            elapsed=float(self.extensions.get("tether.elapsed", 0.0)),
+        )

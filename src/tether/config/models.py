@@ -1,0 +1,216 @@
+"""The ``tether.toml`` schema (pydantic v2).
+
+One ``[integrations.NAME]`` table per third-party API. Every field has the production-safe default; durations
+accept seconds or strings such as ``"1m30s"``. See docs/configuration.md for every key with an example.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from tether._durations import parse_duration
+from tether.config.secrets import SecretField, TextOrSecretField
+
+__all__ = [
+    "ApiKeyAuthConfig",
+    "AuthConfig",
+    "BasicAuthConfig",
+    "BearerAuthConfig",
+    "HealthCheck",
+    "IntegrationConfig",
+    "RetryConfig",
+    "TetherConfig",
+    "TimeoutConfig",
+]
+
+DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+MAX_ATTEMPTS = 20
+
+
+def _duration(value: Any) -> float:
+    return parse_duration(value)
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+"""Seconds, from a number or a string such as ``"500ms"`` or ``"1m30s"``."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ApiKeyAuthConfig(_Model):
+    """An API key sent in a header (default ``X-API-Key``) or a query parameter."""
+
+    type: Literal["api_key"]
+    key: SecretField
+    in_: Literal["header", "query"] = Field("header", alias="in")
+    name: str = "X-API-Key"
+    prefix: str = ""
+
+
+class BearerAuthConfig(_Model):
+    """A static token sent as ``Authorization: Bearer <token>``."""
+
+    type: Literal["bearer"]
+    token: SecretField
+
+
+class BasicAuthConfig(_Model):
+    """HTTP Basic. The username may be literal; write it as a reference when the API uses it as the key."""
+
+    type: Literal["basic"]
+    username: TextOrSecretField
+    password: SecretField | None = None
+
+
+AuthConfig = Annotated[
+    ApiKeyAuthConfig | BearerAuthConfig | BasicAuthConfig,
+    Field(discriminator="type"),
+]
+
+
+class TimeoutConfig(_Model):
+    """Time limits. ``total`` is one deadline across every attempt of a call; the others bound each attempt."""
+
+    total: Duration = 30.0
+    connect: Duration = 5.0
+    read: Duration | None = None
+    write: Duration | None = None
+    pool: Duration = 5.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_scalar(cls, value: Any) -> Any:
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            return {"total": value}
+        return value
+
+    @field_validator("total", "connect", "read", "write", "pool")
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be greater than 0: a zero timeout fails every call")
+        return value
+
+
+class RetryConfig(_Model):
+    """Retries with exponential backoff and full jitter.
+
+    ``attempts`` counts the first try: the default 4 is one call and up to 3 retries, waiting about 1, 2 and
+    4 seconds (each wait is drawn uniformly from zero to ``backoff * 2**n``, capped at ``max_backoff``).
+    """
+
+    attempts: int = Field(4, ge=1, le=MAX_ATTEMPTS)
+    backoff: Duration = 1.0
+    max_backoff: Duration = 30.0
+    statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
+    methods: frozenset[str] = IDEMPOTENT_METHODS
+    budget: float = Field(0.2, ge=0.0, le=1.0)
+    respect_retry_after: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, value: Any) -> Any:
+        if value is False:
+            return {"attempts": 1}
+        if value is True:
+            return {}
+        return value
+
+    @field_validator("statuses")
+    @classmethod
+    def _statuses(cls, value: frozenset[int]) -> frozenset[int]:
+        bad = sorted(code for code in value if not 100 <= code <= 599)
+        if bad:
+            raise ValueError(f"not HTTP status codes: {bad}")
+        return value
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _methods(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple | set | frozenset):
+            return frozenset(str(method).upper() for method in value)
+        return value
+
+
+class HealthCheck(_Model):
+    """A cheap request that proves the integration works, e.g. ``"GET /v1/balance"``."""
+
+    method: str = "GET"
+    path: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            method, _, path = value.strip().rpartition(" ")
+            return {"method": (method or "GET").upper(), "path": path}
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("expected a path starting with '/', e.g. \"GET /v1/health\"")
+        return value
+
+
+class IntegrationConfig(_Model):
+    """One third-party API.
+
+    ``ca_bundle`` is a PEM file of extra CAs to trust for this API (a corporate proxy, a private CA); the
+    system store is used otherwise. Relative paths are resolved against the config file's folder.
+    """
+
+    base_url: AnyHttpUrl
+    auth: AuthConfig | None = None
+    timeout: TimeoutConfig = TimeoutConfig()
+    retry: RetryConfig = RetryConfig()
+    headers: dict[str, str] = {}
+    version: str | None = None
+    version_header: str | None = None
+    idempotency_header: str | None = None
+    owner: str | None = None
+    docs_url: AnyHttpUrl | None = None
+    notes: str | None = None
+    health: HealthCheck | None = None
+    ca_bundle: str | None = None
+
+    @model_validator(mode="after")
+    def _version_needs_header(self) -> IntegrationConfig:
+        if self.version is not None and self.version_header is None:
+            raise ValueError(
+                "'version' is set but 'version_header' is not; name the header that carries it "
+                "(e.g. version_header = \"Stripe-Version\")"
+            )
+        return self
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class TetherConfig(_Model):
+    """The whole file."""
+
+    integrations: dict[str, IntegrationConfig] = {}
+
+    @field_validator("integrations")
+    @classmethod
+    def _names(cls, value: dict[str, IntegrationConfig]) -> dict[str, IntegrationConfig]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"integration name {name!r} must be letters, digits, '-', '_' or '.'")
+        return value

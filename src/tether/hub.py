@@ -1,0 +1,150 @@
+"""The Hub: ``tether.toml`` loaded into ready clients and transports, one per integration."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from tether.client.build import client_options, network_transport, spec_for
+from tether.client.transport import AsyncRetryTransport, RetryTransport
+from tether.config.loader import find_config, load_config
+from tether.config.models import IntegrationConfig, TetherConfig
+from tether.observe.redact import install_log_filters
+from tether.policies.budget import RetryBudget
+from tether.policies.clock import Clock, SystemClock
+
+__all__ = ["Hub"]
+
+
+class Hub:
+    """Every integration of one ``tether.toml``, with the state their calls share.
+
+    Clients are cheap to make but should be reused: each one owns a connection pool. Policy state (the retry
+    budget now; rate limits and breakers later) belongs to the hub, so every client of an integration, sync
+    or async, shares it.
+
+    Args:
+        config: The validated configuration.
+        base_dir: Folder that relative paths in the config (``ca_bundle``) are resolved against.
+        clock: Time source for every policy; tests pass a :class:`~tether.policies.ManualClock`.
+        sleep: How sync transports wait between attempts; tests pass one that advances their clock.
+        async_sleep: The async counterpart of ``sleep``.
+    """
+
+    def __init__(
+        self,
+        config: TetherConfig,
+        *,
+        base_dir: str | os.PathLike[str] | None = None,
+        clock: Clock | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        self.clock = clock or SystemClock()
+        self._sleep, self._async_sleep = sleep, async_sleep
+        self._budgets = {
+            name: RetryBudget(ratio=integration.retry.budget, clock=self.clock)
+            for name, integration in config.integrations.items()
+        }
+        install_log_filters()
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Hub:
+        """Load ``tether.toml`` (``path``, else ``$TETHER_CONFIG``, else ``./tether.toml``).
+
+        Raises:
+            tether.errors.ConfigError: the file is missing or invalid; the message names each key path.
+        """
+        file = find_config(path)
+        return cls(load_config(file), base_dir=file.resolve().parent, **kwargs)
+
+    @property
+    def integrations(self) -> Mapping[str, IntegrationConfig]:
+        """The configured integrations by name."""
+        return self.config.integrations
+
+    def integration(self, name: str) -> IntegrationConfig:
+        """The config of integration ``name``.
+
+        Raises:
+            KeyError: no such integration; the message lists the configured ones.
+        """
+        try:
+            return self.config.integrations[name]
+        except KeyError:
+            known = ", ".join(sorted(self.config.integrations)) or "none"
+            raise KeyError(f"no integration named {name!r} in tether.toml (configured: {known})") from None
+
+    def transport(
+        self, name: str, *, raise_for_status: bool = False, network: httpx2.BaseTransport | None = None
+    ) -> RetryTransport:
+        """The sync policy transport of ``name``, for an SDK that takes a transport.
+
+        Args:
+            name: The integration.
+            raise_for_status: Raise typed errors for 4xx/5xx from the transport itself.
+            network: The transport that talks to the network (default ``httpx2.HTTPTransport``); tests
+                pass an ``httpx2.MockTransport`` here.
+        """
+        config = self.integration(name)
+        inner = network or network_transport(config, self.base_dir, asynchronous=False)
+        return RetryTransport(inner, self._spec(name, raise_for_status), sleep=self._sleep)
+
+    def async_transport(
+        self, name: str, *, raise_for_status: bool = False, network: httpx2.AsyncBaseTransport | None = None
+    ) -> AsyncRetryTransport:
+        """The async policy transport of ``name``; see :meth:`transport`."""
+        config = self.integration(name)
+        inner = network or network_transport(config, self.base_dir, asynchronous=True)
+        return AsyncRetryTransport(inner, self._spec(name, raise_for_status), sleep=self._async_sleep)
+
+    def client(
+        self,
+        name: str,
+        *,
+        raise_for_status: bool = False,
+        network: httpx2.BaseTransport | None = None,
+        **kwargs: Any,
+    ) -> httpx2.Client:
+        """An ``httpx2.Client`` for ``name`` with base URL, auth, headers, timeouts and the policy stack.
+
+        Responses are :class:`~tether.client.TetherResponse`: ``raise_for_status()`` raises tether's typed
+        error with its hint, and ``json()`` raises typed format errors. Pass ``raise_for_status=True`` to
+        have every 4xx/5xx raise without asking. Other keyword arguments go to ``httpx2.Client``.
+        """
+        transport = self.transport(name, raise_for_status=raise_for_status, network=network)
+        options = {**client_options(self.integration(name)), **kwargs}
+        return httpx2.Client(transport=transport, **options)
+
+    def async_client(
+        self,
+        name: str,
+        *,
+        raise_for_status: bool = False,
+        network: httpx2.AsyncBaseTransport | None = None,
+        **kwargs: Any,
+    ) -> httpx2.AsyncClient:
+        """An ``httpx2.AsyncClient`` for ``name``; see :meth:`client`."""
+        transport = self.async_transport(name, raise_for_status=raise_for_status, network=network)
+        options = {**client_options(self.integration(name)), **kwargs}
+        return httpx2.AsyncClient(transport=transport, **options)
+
+    def _spec(self, name: str, raise_for_status: bool) -> Any:
+        return spec_for(
+            name,
+            self.integration(name),
+            budget=self._budgets[name],
+            clock=self.clock,
+            raise_for_status=raise_for_status,
+        )
+
+    def __repr__(self) -> str:
+        return f"Hub(integrations={sorted(self.config.integrations)!r})"

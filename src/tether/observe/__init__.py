@@ -1,0 +1,1 @@
+"""Observation: redaction and structured logs (metrics and call records come in later)."""
