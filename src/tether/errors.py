@@ -187,8 +187,7 @@ class CallError(TetherError):
         tries = f"{count} attempt{'s' if count != 1 else ''}, " if count else ""
         request_id = f", request id {self.request_id}" if self.request_id else ""
         return (
-            f"{self.integration}: {self.summary} ({where}; {tries}{self.elapsed:.2f}s{request_id})\n"
-            f"  hint: {self.hint}"
+            f"{self.integration}: {self.summary} ({where}; {tries}{self.elapsed:.2f}s{request_id})\n  hint: {self.hint}"
         )
 
     def __repr__(self) -> str:
@@ -202,8 +201,14 @@ class APIStatusError(httpx2.HTTPStatusError, CallError):
         api_message: The provider's own error message, when its body has one.
     """
 
-    def __init__(self, *, request: httpx2.Request, response: httpx2.Response, api_message: str | None = None,
-                 **context: Any) -> None:
+    def __init__(
+        self,
+        *,
+        request: httpx2.Request,
+        response: httpx2.Response,
+        api_message: str | None = None,
+        **context: Any,
+    ) -> None:
         super().__init__("", request=request, response=response)
         self.api_message = api_message
         self._set_context(**context)

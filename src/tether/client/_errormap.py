@@ -14,7 +14,7 @@ from tether import errors
 from tether.observe.redact import redact_text, redact_url
 from tether.policies.retry import GiveUp, RetryState
 
-__all__ = ["CallInfo", "REQUEST_ID_HEADERS", "error_for_exception", "error_for_response", "request_id_of"]
+__all__ = ["REQUEST_ID_HEADERS", "CallInfo", "error_for_exception", "error_for_response", "request_id_of"]
 
 REQUEST_ID_HEADERS = (
     "x-request-id",
@@ -47,8 +47,15 @@ def request_id_of(headers: httpx2.Headers) -> str | None:
     return None
 
 
-def _context(info: CallInfo, request: httpx2.Request, state: RetryState, summary: str, hint: str,
-             status: int | None = None, request_id: str | None = None) -> dict[str, Any]:
+def _context(
+    info: CallInfo,
+    request: httpx2.Request,
+    state: RetryState,
+    summary: str,
+    hint: str,
+    status: int | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
     return {
         "summary": redact_text(summary),
         "hint": redact_text(hint),
@@ -161,23 +168,38 @@ def error_for_exception(
     if state.give_up is GiveUp.DEADLINE and isinstance(exc, httpx2.TimeoutException):
         return errors.DeadlineExceededError(
             request=request,
-            **_context(info, request, state, f"the {state.deadline:.0f}s deadline ran out{retried}",
-                       "raise timeout.total, or check the provider's status page", ),
+            **_context(
+                info,
+                request,
+                state,
+                f"the {state.deadline:.0f}s deadline ran out{retried}",
+                "raise timeout.total, or check the provider's status page",
+            ),
         )
     if isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout):
         limit = f"{info.connect_timeout:g}s" if info.connect_timeout else "the connect timeout"
         return errors.ConnectTimeoutError(
             request=request,
-            **_context(info, request, state, f"no connection to {url.host} within {limit}{retried}",
-                       "check the network path (DNS, firewall, proxy) and the provider's status; "
-                       "raise timeout.connect only if the path is known to be slow"),
+            **_context(
+                info,
+                request,
+                state,
+                f"no connection to {url.host} within {limit}{retried}",
+                "check the network path (DNS, firewall, proxy) and the provider's status; "
+                "raise timeout.connect only if the path is known to be slow",
+            ),
         )
     if isinstance(exc, httpx2.TimeoutException):
         limit = f"{info.read_timeout:g}s" if info.read_timeout else "the read timeout"
         return errors.ReadTimeoutError(
             request=request,
-            **_context(info, request, state, f"no response within {limit}{retried}",
-                       "raise timeout.read / timeout.total for slow endpoints, or check the provider's status"),
+            **_context(
+                info,
+                request,
+                state,
+                f"no response within {limit}{retried}",
+                "raise timeout.read / timeout.total for slow endpoints, or check the provider's status",
+            ),
         )
     tls = _ssl_cause(exc)
     if tls is not None:
@@ -185,15 +207,25 @@ def error_for_exception(
     if isinstance(exc, httpx2.ConnectError):
         return errors.ConnectionFailedError(
             request=request,
-            **_context(info, request, state, f"cannot connect to {url.host}:{url.port or ''}{retried}: {exc}",
-                       "check base_url, DNS and firewall; is the service up?"),
+            **_context(
+                info,
+                request,
+                state,
+                f"cannot connect to {url.host}:{url.port or ''}{retried}: {exc}",
+                "check base_url, DNS and firewall; is the service up?",
+            ),
         )
     if isinstance(exc, httpx2.TransportError):
         return errors.ConnectionLostError(
             request=request,
-            **_context(info, request, state, f"the connection dropped{retried}: {type(exc).__name__} {exc}",
-                       "often a proxy or load balancer closing idle connections, or a crashing backend; "
-                       "retries cover idempotent calls"),
+            **_context(
+                info,
+                request,
+                state,
+                f"the connection dropped{retried}: {type(exc).__name__} {exc}",
+                "often a proxy or load balancer closing idle connections, or a crashing backend; "
+                "retries cover idempotent calls",
+            ),
         )
     raise TypeError(f"not a transport error: {exc!r}")
 
@@ -219,9 +251,14 @@ def _tls_error(
         when = f" on {expired_on}" if expired_on else ""
         error: errors.TLSError = errors.CertificateExpiredError(
             request=request,
-            **_context(info, request, state, f"{host}'s TLS certificate expired{when}",
-                       f"certificate expired{when}: the provider must renew it (or an intercepting proxy "
-                       "serves a stale one); do not turn verification off"),
+            **_context(
+                info,
+                request,
+                state,
+                f"{host}'s TLS certificate expired{when}",
+                f"certificate expired{when}: the provider must renew it (or an intercepting proxy "
+                "serves a stale one); do not turn verification off",
+            ),
         )
         assert isinstance(error, errors.CertificateExpiredError)
         error.expired_on = expired_on
@@ -229,21 +266,36 @@ def _tls_error(
     if "self-signed" in reason or "self signed" in reason:
         return errors.SelfSignedCertificateError(
             request=request,
-            **_context(info, request, state, f"{host} presented a self-signed certificate",
-                       "untrusted issuer (self-signed): if this is your own server or a corporate proxy, "
-                       "add its CA with SSL_CERT_FILE; do not turn verification off"),
+            **_context(
+                info,
+                request,
+                state,
+                f"{host} presented a self-signed certificate",
+                "untrusted issuer (self-signed): if this is your own server or a corporate proxy, "
+                "add its CA with SSL_CERT_FILE; do not turn verification off",
+            ),
         )
     if "mismatch" in reason or "doesn't match" in reason:
         return errors.HostnameMismatchError(
             request=request,
-            **_context(info, request, state, f"{host}'s certificate is for another name",
-                       f"name mismatch: the certificate does not cover {host}; check base_url's host"),
+            **_context(
+                info,
+                request,
+                state,
+                f"{host}'s certificate is for another name",
+                f"name mismatch: the certificate does not cover {host}; check base_url's host",
+            ),
         )
     return errors.UntrustedCertificateError(
         request=request,
-        **_context(info, request, state, f"{host}'s certificate is not trusted: {cause.verify_message}",
-                   "untrusted issuer: add the issuing CA with SSL_CERT_FILE if it is legitimate (a corporate "
-                   "proxy), otherwise someone is in the middle"),
+        **_context(
+            info,
+            request,
+            state,
+            f"{host}'s certificate is not trusted: {cause.verify_message}",
+            "untrusted issuer: add the issuing CA with SSL_CERT_FILE if it is legitimate (a corporate "
+            "proxy), otherwise someone is in the middle",
+        ),
     )
 
 
@@ -257,9 +309,10 @@ def certificate_expiry(host: str, port: int, *, timeout: float = 2.0) -> str | N
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock, context.wrap_socket(
-            sock, server_hostname=host
-        ) as tls:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as sock,
+            context.wrap_socket(sock, server_hostname=host) as tls,
+        ):
             der = tls.getpeercert(binary_form=True)
     except OSError:
         return None

@@ -43,7 +43,12 @@ def spec_for(
         integration=name,
         policy=RetryPolicy.from_config(config.retry),
         deadline=timeout.total,
-        limits={"connect": timeout.connect, "read": timeout.read, "write": timeout.write, "pool": timeout.pool},
+        limits={
+            "connect": timeout.connect,
+            "read": timeout.read,
+            "write": timeout.write,
+            "pool": timeout.pool,
+        },
         budget=budget if config.retry.budget < 1.0 else None,
         idempotency_header=config.idempotency_header,
         raise_for_status=raise_for_status,

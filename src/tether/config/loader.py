@@ -37,9 +37,7 @@ def find_config(path: str | os.PathLike[str] | None = None) -> Path:
     return Path.cwd() / DEFAULT_NAME
 
 
-def load_config(
-    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
-) -> TetherConfig:
+def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> TetherConfig:
     """Read and validate the config file, resolving secret references.
 
     Raises:

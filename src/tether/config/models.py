@@ -194,7 +194,7 @@ class IntegrationConfig(_Model):
         if self.version is not None and self.version_header is None:
             raise ValueError(
                 "'version' is set but 'version_header' is not; name the header that carries it "
-                "(e.g. version_header = \"Stripe-Version\")"
+                '(e.g. version_header = "Stripe-Version")'
             )
         return self
 

@@ -106,7 +106,5 @@ def _serialize(value: str | Secret) -> str:
 SecretField = Annotated[Secret, PlainValidator(_resolve), PlainSerializer(_serialize)]
 """A field that must be a reference; a literal value is refused."""
 
-TextOrSecretField = Annotated[
-    str | Secret, PlainValidator(_resolve_text_or_secret), PlainSerializer(_serialize)
-]
+TextOrSecretField = Annotated[str | Secret, PlainValidator(_resolve_text_or_secret), PlainSerializer(_serialize)]
 """A field that may be literal (a username) or a reference (when it is sensitive for this API)."""

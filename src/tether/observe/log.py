@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["logger", "log_attempt", "log_call"]
+__all__ = ["log_attempt", "log_call", "logger"]
 
 logger = logging.getLogger("tether")
 

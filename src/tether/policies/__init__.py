@@ -5,4 +5,13 @@ from tether.policies.budget import RetryBudget
 from tether.policies.clock import Clock, ManualClock, SystemClock
 from tether.policies.retry import GiveUp, RetryPolicy, RetryState
 
-__all__ = ["Backoff", "Clock", "GiveUp", "ManualClock", "RetryBudget", "RetryPolicy", "RetryState", "SystemClock"]
+__all__ = [
+    "Backoff",
+    "Clock",
+    "GiveUp",
+    "ManualClock",
+    "RetryBudget",
+    "RetryPolicy",
+    "RetryState",
+    "SystemClock",
+]

@@ -34,4 +34,4 @@ class Backoff:
 
     def delay(self, retry: int) -> float:
         """A jittered wait before retry number ``retry``."""
-        return self.random() * self.ceiling(retry)
+        return float(self.random()) * self.ceiling(retry)

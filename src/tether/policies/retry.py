@@ -174,8 +174,13 @@ class RetryState:
         return self._decide(None, description, None, None, safe_to_resend=kind is ErrorKind.CONNECT)
 
     def _decide(
-        self, status: int | None, error: str | None, request_id: str | None, asked: float | None,
-        *, safe_to_resend: bool,
+        self,
+        status: int | None,
+        error: str | None,
+        request_id: str | None,
+        asked: float | None,
+        *,
+        safe_to_resend: bool,
     ) -> float | None:
         attempt = self._record(status, error, request_id)
         reason = self._blocker(safe_to_resend)

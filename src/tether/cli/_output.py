@@ -1,0 +1,25 @@
+"""Console helpers shared by the commands: one place that redacts what is printed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+
+from tether.observe.redact import redact_text
+
+__all__ = ["console", "err_console", "print_json", "say"]
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def say(text: str, *, error: bool = False) -> None:
+    """Print rich markup, with secrets masked."""
+    (err_console if error else console).print(redact_text(text))
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output for ``--json``: plain JSON on stdout, secrets masked."""
+    print(redact_text(json.dumps(data, indent=2, default=str)))

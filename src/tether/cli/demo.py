@@ -1,0 +1,151 @@
+"""``tether demo``: the sandbox, a handful of injected faults, and what tether did about each."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import typer
+from rich.table import Table
+
+from tether.cli._output import console, say
+from tether.config.loader import parse_config
+from tether.errors import Attempt, CallError
+from tether.hub import Hub
+
+__all__ = ["demo"]
+
+_CONFIG = """
+[integrations.sandbox]
+base_url = "{url}"
+auth = {{ type = "api_key", key = "${{SANDBOX_API_KEY}}", name = "X-API-Key" }}
+timeout = {{ total = "4s", connect = "1s", read = "1s" }}
+retry = {{ attempts = 4, backoff = "200ms", max_backoff = "2s" }}
+idempotency_header = "Idempotency-Key"
+owner = "demo"
+
+[integrations.sandbox-wrong-key]
+base_url = "{url}"
+auth = {{ type = "api_key", key = "${{SANDBOX_WRONG_KEY}}" }}
+retry = {{ backoff = "200ms" }}
+"""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    title: str
+    integration: str
+    method: str
+    path: str
+    faulted: str  # what the sandbox was told to do
+
+
+def _scenarios() -> list[Scenario]:
+    def key() -> str:
+        return uuid.uuid4().hex[:8]
+
+    return [
+        Scenario("healthy call", "sandbox", "GET", "/v1/customers?limit=2", "nothing"),
+        Scenario(
+            "503 twice, then OK",
+            "sandbox",
+            "GET",
+            f"/v1/customers?fault=status:503&fail_times=2&key={key()}",
+            "503, 503, then 200",
+        ),
+        Scenario(
+            "429 with Retry-After: 1",
+            "sandbox",
+            "GET",
+            f"/v1/customers?fault=429&retry_after=1&fail_times=1&key={key()}",
+            "429 once",
+        ),
+        Scenario(
+            "connection reset once",
+            "sandbox",
+            "GET",
+            f"/v1/customers?fault=reset&fail_times=1&key={key()}",
+            "drops the connection once",
+        ),
+        Scenario(
+            "POST retried with one idempotency key",
+            "sandbox",
+            "POST",
+            f"/v1/customers?fault=status:502&fail_times=1&key={key()}",
+            "502 once",
+        ),
+        Scenario(
+            "slow endpoint (2 s) vs 1 s read timeout",
+            "sandbox",
+            "GET",
+            "/v1/customers?fault=latency:2",
+            "answers after 2 s",
+        ),
+        Scenario(
+            "429 asking for 120 s, deadline 4 s",
+            "sandbox",
+            "GET",
+            "/v1/customers?fault=429&retry_after=120",
+            "429, Retry-After: 120",
+        ),
+        Scenario("truncated JSON", "sandbox", "GET", "/v1/customers?fault=truncated_json", "cuts the body"),
+        Scenario("wrong API key", "sandbox-wrong-key", "GET", "/v1/customers", "401"),
+    ]
+
+
+def _attempts(attempts: tuple[Attempt, ...]) -> str:
+    parts = []
+    for attempt in attempts:
+        outcome = str(attempt.status) if attempt.status is not None else (attempt.error or "?").split(":")[0]
+        parts.append(outcome + (f" ⏱{attempt.wait:.2f}s" if attempt.wait else ""))
+    return " → ".join(parts)
+
+
+def _run(hub: Hub, scenario: Scenario) -> tuple[str, str, str]:
+    started = time.perf_counter()
+    try:
+        with hub.client(scenario.integration, raise_for_status=True) as client:
+            response = client.request(
+                scenario.method,
+                scenario.path,
+                json={"email": "demo@example.com"} if scenario.method == "POST" else None,
+            )
+            response.json()
+    except CallError as exc:
+        outcome = f"[red]{type(exc).__name__}[/red]\n[dim]{exc.hint}[/dim]"
+        return _attempts(exc.attempts), outcome, f"{time.perf_counter() - started:.2f}s"
+    attempts: tuple[Attempt, ...] = response.extensions["tether.attempts"]
+    outcome = f"[green]{response.status_code} OK[/green]"
+    key = response.request.headers.get("Idempotency-Key")
+    if key:
+        outcome += f"\n[dim]every attempt sent Idempotency-Key {key[:8]}…[/dim]"
+    return _attempts(attempts), outcome, f"{time.perf_counter() - started:.2f}s"
+
+
+def demo(
+    only: str | None = typer.Option(None, help="Run only scenarios whose title contains this text."),
+) -> None:
+    """Start the sandbox and call it through injected faults, showing what tether did."""
+    from tether.sandbox.server import running_sandbox
+
+    os.environ.setdefault("SANDBOX_API_KEY", "sk_test_sandbox")
+    os.environ.setdefault("SANDBOX_WRONG_KEY", "sk_test_revoked")
+    with running_sandbox() as server:
+        config = parse_config(_CONFIG.format(url=server.url), source="(demo config)")
+        hub = Hub(config)
+        say(f"sandbox API on {server.url}; tether retries up to 3 times, 4 s deadline per call\n")
+        table = Table(title="what tether did", show_lines=True)
+        for column in ("scenario", "the API", "attempts (⏱ wait before next)", "outcome", "took"):
+            table.add_column(column)
+        runner: Callable[[Hub, Scenario], tuple[str, str, str]] = _run
+        for scenario in _scenarios():
+            if only and only.lower() not in scenario.title.lower():
+                continue
+            with console.status(scenario.title):
+                attempts, outcome, took = runner(hub, scenario)
+            table.add_row(scenario.title, scenario.faulted, attempts, outcome, took)
+        console.print(table)
+    say("\nNext: [bold]tether sandbox[/bold] to keep it running, then [bold]tether call[/bold] against it.")
