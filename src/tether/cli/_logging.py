@@ -38,8 +38,12 @@ class TextFormatter(logging.Formatter):
 
 
 def configure_logging(log_format: str, verbosity: int) -> None:
-    """Send logs to stderr in ``json`` or ``text``; ``verbosity`` 0 → WARNING, 1 → INFO, 2+ → DEBUG."""
-    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    """Send logs to stderr in ``json`` or ``text``.
+
+    ``verbosity`` 0 shows errors only (the commands print each call's outcome themselves), 1 adds one line per
+    call and per failed attempt, 2 every attempt and httpx2's request lines.
+    """
+    level = logging.ERROR if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
     if log_format == "json":
@@ -50,4 +54,4 @@ def configure_logging(log_format: str, verbosity: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("tether").setLevel(level)
-    logging.getLogger("httpx2").setLevel(max(level, logging.INFO) if verbosity >= 2 else logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.INFO if verbosity >= 2 else logging.WARNING)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import typer
-from rich.table import Table
 
 from tether.cli._output import console, say
 from tether.config.loader import parse_config
@@ -104,25 +102,31 @@ def _attempts(attempts: tuple[Attempt, ...]) -> str:
     return " → ".join(parts)
 
 
-def _run(hub: Hub, scenario: Scenario) -> tuple[str, str, str]:
+def _run(hub: Hub, scenario: Scenario) -> list[str]:
+    """Make the scenario's call; the lines that say what tether did."""
     started = time.perf_counter()
+    body = {"email": "demo@example.com"} if scenario.method == "POST" else None
     try:
         with hub.client(scenario.integration, raise_for_status=True) as client:
-            response = client.request(
-                scenario.method,
-                scenario.path,
-                json={"email": "demo@example.com"} if scenario.method == "POST" else None,
-            )
+            response = client.request(scenario.method, scenario.path, json=body)
             response.json()
     except CallError as exc:
-        outcome = f"[red]{type(exc).__name__}[/red]\n[dim]{exc.hint}[/dim]"
-        return _attempts(exc.attempts), outcome, f"{time.perf_counter() - started:.2f}s"
+        took = time.perf_counter() - started
+        return [
+            f"    attempts: {_attempts(exc.attempts)}",
+            f"    outcome:  [red]{type(exc).__name__}[/red] after {took:.2f}s",
+            f"    hint:     [yellow]{exc.hint}[/yellow]",
+        ]
+    took = time.perf_counter() - started
     attempts: tuple[Attempt, ...] = response.extensions["tether.attempts"]
-    outcome = f"[green]{response.status_code} OK[/green]"
+    lines = [
+        f"    attempts: {_attempts(attempts)}",
+        f"    outcome:  [green]{response.status_code} {response.reason_phrase}[/green] after {took:.2f}s",
+    ]
     key = response.request.headers.get("Idempotency-Key")
     if key:
-        outcome += f"\n[dim]every attempt sent Idempotency-Key {key[:8]}…[/dim]"
-    return _attempts(attempts), outcome, f"{time.perf_counter() - started:.2f}s"
+        lines.append(f"    every attempt sent the same Idempotency-Key {key[:8]}…")
+    return lines
 
 
 def demo(
@@ -137,15 +141,13 @@ def demo(
         config = parse_config(_CONFIG.format(url=server.url), source="(demo config)")
         hub = Hub(config)
         say(f"sandbox API on {server.url}; tether retries up to 3 times, 4 s deadline per call\n")
-        table = Table(title="what tether did", show_lines=True)
-        for column in ("scenario", "the API", "attempts (⏱ wait before next)", "outcome", "took"):
-            table.add_column(column)
-        runner: Callable[[Hub, Scenario], tuple[str, str, str]] = _run
+        say("[dim]attempts list each try's outcome; ⏱ is the wait tether chose before the next[/dim]\n")
         for scenario in _scenarios():
             if only and only.lower() not in scenario.title.lower():
                 continue
+            say(f"[bold]● {scenario.title}[/bold]  [dim](the API: {scenario.faulted})[/dim]")
             with console.status(scenario.title):
-                attempts, outcome, took = runner(hub, scenario)
-            table.add_row(scenario.title, scenario.faulted, attempts, outcome, took)
-        console.print(table)
+                lines = _run(hub, scenario)
+            for line in lines:
+                say(line)
     say("\nNext: [bold]tether sandbox[/bold] to keep it running, then [bold]tether call[/bold] against it.")

@@ -165,7 +165,8 @@ def error_for_exception(
     """The error for a call that ended on a transport exception."""
     retried = _retried(state)
     url = request.url
-    if state.give_up is GiveUp.DEADLINE and isinstance(exc, httpx2.TimeoutException):
+    out_of_time = state.give_up is GiveUp.DEADLINE or state.remaining() <= 0.01
+    if out_of_time and isinstance(exc, httpx2.TimeoutException):
         return errors.DeadlineExceededError(
             request=request,
             **_context(

@@ -51,7 +51,7 @@ class TetherResponse(httpx2.Response):
         if not is_json_type:
             cls = errors.UnexpectedContentTypeError
             summary = f"expected JSON, got Content-Type {content_type or '(none)'!r}"
-        elif isinstance(exc, json.JSONDecodeError) and text[:1] in (b"{", b"[") and exc.pos >= len(exc.doc) - 1:
+        elif _looks_truncated(exc, text):
             cls = errors.TruncatedJSONError
             summary = f"JSON ends early ({len(self.content)} bytes)"
         else:
@@ -73,3 +73,10 @@ class TetherResponse(httpx2.Response):
             attempts=attempts,
             elapsed=float(self.extensions.get("tether.elapsed", 0.0)),
         )
+
+
+def _looks_truncated(exc: ValueError, text: bytes) -> bool:
+    """JSON that starts well and breaks off: an unterminated string, or an error at the very end."""
+    if not isinstance(exc, json.JSONDecodeError) or text[:1] not in (b"{", b"["):
+        return False
+    return exc.msg.startswith("Unterminated string") or exc.pos >= len(exc.doc.rstrip()) - 1
