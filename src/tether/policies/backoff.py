@@ -30,7 +30,7 @@ class Backoff:
     def ceiling(self, retry: int) -> float:
         """The largest wait before retry number ``retry`` (0 for the first retry)."""
         # min() before the power would overflow for absurd retry counts.
-        return min(self.cap, self.base * 2 ** min(retry, 62))
+        return min(self.cap, self.base * 2.0 ** min(retry, 62))
 
     def delay(self, retry: int) -> float:
         """A jittered wait before retry number ``retry``."""
