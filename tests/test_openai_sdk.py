@@ -38,12 +38,11 @@ def hub(sandbox: SandboxServer) -> tether.Hub:
 def test_openai_chat_completion_goes_through_hub_client(hub: tether.Hub, sandbox: SandboxServer) -> None:
     with hub.client("openai") as http_client:
         client = openai.OpenAI(api_key="unused", base_url=f"{sandbox.url}/v1", http_client=http_client, max_retries=0)
-        completion = client.chat.completions.create(
-            model="sandbox-1", messages=[{"role": "user", "content": "hello"}]
-        )
+        completion = client.chat.completions.create(model="sandbox-1", messages=[{"role": "user", "content": "hello"}])
     assert completion.object == "chat.completion"
     assert completion.choices[0].message.role == "assistant"
-    assert completion.usage is not None and completion.usage.total_tokens > 0
+    assert completion.usage is not None
+    assert completion.usage.total_tokens > 0
 
 
 def test_openai_sdk_calls_are_retried_by_tether(hub: tether.Hub, sandbox: SandboxServer) -> None:
