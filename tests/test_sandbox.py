@@ -27,8 +27,6 @@ from tether.sandbox import (
     running_sandbox,
 )
 
-
-
 # --- auth and request ids -------------------------------------------------------------------------
 
 

@@ -24,6 +24,8 @@ def parse_duration(value: float | int | str) -> float:
         raise ValueError("expected a duration such as 30, '500ms' or '1m30s', got a boolean")
     if isinstance(value, int | float):
         seconds = float(value)
+    elif not isinstance(value, str):
+        raise ValueError(f"expected a duration such as 30, '500ms' or '1m30s', got {type(value).__name__}")
     else:
         text = value.strip().lower()
         try:

@@ -6,13 +6,19 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from tether.observe.redact import redact_text
 
-__all__ = ["console", "err_console", "print_json", "say"]
+__all__ = ["console", "err_console", "esc", "print_json", "say"]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+
+def esc(value: object) -> str:
+    """``value`` as text that rich prints verbatim: API bodies and messages may contain ``[brackets]``."""
+    return escape(str(value))
 
 
 def say(text: str, *, error: bool = False) -> None:

@@ -12,7 +12,7 @@ import typer
 from rich.json import JSON
 from rich.table import Table
 
-from tether.cli._output import console, print_json, say
+from tether.cli._output import console, err_console, esc, print_json, say
 from tether.errors import Attempt, CallError, ConfigError
 from tether.hub import Hub
 from tether.observe.redact import redact_headers, redact_text, redact_url
@@ -75,10 +75,10 @@ def call(
         hub = Hub.from_config(ctx.obj.get("config"))
         hub.integration(name)
     except ConfigError as exc:
-        say(f"[red]✘[/red] {exc}", error=True)
+        say(f"[red]✘[/red] {esc(exc)}", error=True)
         raise typer.Exit(1) from None
     except KeyError as exc:
-        say(f"[red]✘[/red] {exc.args[0]}", error=True)
+        say(f"[red]✘[/red] {esc(exc.args[0])}", error=True)
         raise typer.Exit(1) from None
     request_options = {
         "params": _pairs(query, "=", "-q"),
@@ -93,7 +93,7 @@ def call(
         _report_failure(exc, json_output)
         raise typer.Exit(1) from None
     except httpx2.HTTPError as exc:  # raised before tether's transport (e.g. an invalid URL)
-        say(f"[red]✘[/red] {type(exc).__name__}: {exc}", error=True)
+        say(f"[red]✘[/red] {type(exc).__name__}: {esc(exc)}", error=True)
         raise typer.Exit(1) from None
     elapsed = time.perf_counter() - started
     error = response.extensions.get("tether.error")
@@ -137,7 +137,7 @@ def _print_result(
     colour = "green" if response.status_code < 400 else "red"
     say(
         f"[bold {colour}]{response.status_code} {response.reason_phrase}[/] "
-        f"{response.request.method} {redact_url(response.request.url)}  "
+        f"{response.request.method} {esc(redact_url(response.request.url))}  "
         f"[dim]{elapsed * 1000:.0f} ms, {len(attempts)} attempt(s)[/dim]"
     )
     if len(attempts) > 1:
@@ -146,10 +146,10 @@ def _print_result(
     if isinstance(body, dict | list):
         console.print(JSON(redact_text(json.dumps(body))))
     elif body:
-        say(body[:4000])
+        say(esc(body[:4000]))
     if error is not None:
-        say(f"[red]✘[/red] {type(error).__name__}: {error.summary}", error=True)
-        say(f"  [yellow]hint:[/yellow] {error.hint}", error=True)
+        say(f"[red]✘[/red] {type(error).__name__}: {esc(error.summary)}", error=True)
+        say(f"  [yellow]hint:[/yellow] {esc(error.hint)}", error=True)
 
 
 def _report_failure(exc: CallError, json_output: bool) -> None:
@@ -166,9 +166,7 @@ def _report_failure(exc: CallError, json_output: bool) -> None:
             }
         )
         return
-    say(f"[red]✘ {type(exc).__name__}[/red]: {exc.summary}  [dim]{exc.method} {exc.url}[/dim]", error=True)
+    say(f"[red]✘ {type(exc).__name__}[/red]: {esc(exc.summary)}  [dim]{exc.method} {esc(exc.url)}[/dim]", error=True)
     if exc.attempts:
-        from tether.cli._output import err_console
-
         err_console.print(_attempts_table(exc.attempts))
-    say(f"  [yellow]hint:[/yellow] {exc.hint}", error=True)
+    say(f"  [yellow]hint:[/yellow] {esc(exc.hint)}", error=True)

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from tether.auth.static import credential_source
-from tether.cli._output import console, print_json, say
+from tether.cli._output import console, esc, print_json, say
 from tether.config.loader import find_config, load_config
 from tether.config.models import IntegrationConfig
 from tether.errors import ConfigError
@@ -39,9 +39,9 @@ def check(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", 
             problems = [{"path": p.path, "message": p.message} for p in exc.problems]
             print_json({"ok": False, "file": exc.file, "problems": problems})
         else:
-            say(f"[red]✘[/red] {len(exc.problems)} problem(s) in {exc.file}:", error=True)
+            say(f"[red]✘[/red] {len(exc.problems)} problem(s) in {esc(exc.file)}:", error=True)
             for problem in exc.problems:
-                say(f"  {exc.file}: {problem}", error=True)
+                say(f"  {esc(exc.file)}: {esc(problem)}", error=True)
         raise typer.Exit(1) from None
     rows = [_summary(name, integration) for name, integration in sorted(config.integrations.items())]
     if json_output:

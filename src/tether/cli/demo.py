@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import typer
 
-from tether.cli._output import console, say
+from tether.cli._output import console, esc, say
 from tether.config.loader import parse_config
 from tether.errors import Attempt, CallError
 from tether.hub import Hub
@@ -113,14 +113,14 @@ def _run(hub: Hub, scenario: Scenario) -> list[str]:
     except CallError as exc:
         took = time.perf_counter() - started
         return [
-            f"    attempts: {_attempts(exc.attempts)}",
+            f"    attempts: {esc(_attempts(exc.attempts))}",
             f"    outcome:  [red]{type(exc).__name__}[/red] after {took:.2f}s",
-            f"    hint:     [yellow]{exc.hint}[/yellow]",
+            f"    hint:     [yellow]{esc(exc.hint)}[/yellow]",
         ]
     took = time.perf_counter() - started
     attempts: tuple[Attempt, ...] = response.extensions["tether.attempts"]
     lines = [
-        f"    attempts: {_attempts(attempts)}",
+        f"    attempts: {esc(_attempts(attempts))}",
         f"    outcome:  [green]{response.status_code} {response.reason_phrase}[/green] after {took:.2f}s",
     ]
     key = response.request.headers.get("Idempotency-Key")

@@ -117,7 +117,8 @@ class Call:
 
     def after_error(self, exc: BaseException) -> float | None:
         """Record a transport exception; the wait before retrying, or ``None`` when the call is done."""
-        wait = self.state.on_error(exc)
+        description = redact_text(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        wait = self.state.on_error(exc, description)
         self._log_attempt(None)
         return wait
 
@@ -206,7 +207,10 @@ def _peer(response: httpx2.Response | None) -> str | None:
     peer = response.extensions.get("tether.peer")
     if peer is None:
         stream = response.extensions.get("network_stream")
-        address = stream.get_extra_info("server_addr") if stream is not None else None
+        try:
+            address = stream.get_extra_info("server_addr") if stream is not None else None
+        except OSError:  # the server closed the connection once the body was read
+            address = None
         peer = address[0] if address else None
     return str(peer) if peer else None
 

@@ -89,17 +89,17 @@ def _problem(error: ErrorDetails) -> ConfigProblem:
     elif kind == "missing":
         message = "required key is missing"
     elif kind == "union_tag_invalid" or kind == "union_tag_not_found":
-        expected = error.get("ctx", {}).get("expected_tags", "")
-        message = f"'type' must be one of {expected}"
+        message = f"'type' must be one of {', '.join(repr(tag) for tag in _auth_tags())}"
     else:
-        message = _describe(error)
+        # Never echo what was written under auth: a wrong-typed value there may still be a credential.
+        message = _describe(error, echo_input="auth" not in path)
     return ConfigProblem(".".join(path), message)
 
 
-def _describe(error: ErrorDetails) -> str:
+def _describe(error: ErrorDetails, *, echo_input: bool) -> str:
     message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     value = error.get("input")
-    if error["type"] in {"value_error", "assertion_error"} or isinstance(value, dict | list):
+    if not echo_input or error["type"] in {"value_error", "assertion_error"} or isinstance(value, dict | list):
         return message
     return f"{message[0].lower()}{message[1:]} (got {value!r})"
 
@@ -137,6 +137,12 @@ def _walk(loc: Sequence[int | str]) -> tuple[list[str], type[BaseModel] | None]:
             current = None
         index += 1
     return path, parent
+
+
+def _auth_tags() -> list[object]:
+    from tether.config.models import AuthConfig
+
+    return [_tag(member) for member in _union_members(AuthConfig)]
 
 
 def _field_by_key(model: type[BaseModel], key: str) -> Any:

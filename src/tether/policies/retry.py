@@ -163,10 +163,15 @@ class RetryState:
         self.requested_wait = asked
         return self._decide(status, None, request_id, asked, safe_to_resend=False)
 
-    def on_error(self, exc: BaseException) -> float | None:
-        """Record a transport exception. Returns the wait before the next attempt, or ``None`` when done."""
+    def on_error(self, exc: BaseException, description: str | None = None) -> float | None:
+        """Record a transport exception. Returns the wait before the next attempt, or ``None`` when done.
+
+        ``description`` is how the attempt is shown (the caller passes it redacted); by default the
+        exception's class and message.
+        """
         kind = classify_exception(exc)
-        description = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if description is None:
+            description = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if kind is ErrorKind.FATAL:
             self._record(None, description, None)
             self.give_up = GiveUp.NOT_RETRYABLE
