@@ -26,6 +26,7 @@ REQUEST_ID_HEADERS = (
     "cf-ray",
 )
 _API_MESSAGE_LIMIT = 300
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -77,17 +78,23 @@ def api_message(response: httpx2.Response) -> str | None:
         return None
     for candidate in (body.get("error") if isinstance(body, dict) else None, body):
         if isinstance(candidate, str):
-            return candidate[:_API_MESSAGE_LIMIT]
+            return redact_text(candidate[:_API_MESSAGE_LIMIT])
         if isinstance(candidate, dict):
             for key in ("message", "detail", "error_description", "title", "error"):
                 value = candidate.get(key)
                 if isinstance(value, str) and value:
-                    return value[:_API_MESSAGE_LIMIT]
+                    return redact_text(value[:_API_MESSAGE_LIMIT])
     return None
 
 
 def _retried(state: RetryState) -> str:
     retries = len(state.attempts) - 1
+    if state.give_up is GiveUp.BUDGET:
+        # Said even when no retry was made: a refused retry is the budget protecting a struggling provider.
+        return (
+            f" after {retries} retr{'y' if retries == 1 else 'ies'}; no more: the integration's retry budget "
+            "is spent (too many retries in the last 10 s)"
+        )
     if retries <= 0:
         return ""
     reason = f" ({state.give_up.value})" if state.give_up not in (None, GiveUp.NOT_RETRYABLE) else ""
@@ -105,8 +112,8 @@ def error_for_response(
     cls: type[errors.APIStatusError]
     if status == 401:
         cls = errors.AuthenticationError
-        where = f"the key in {info.credential_source}" if info.credential_source else "the credentials"
-        hint = f"{where} is wrong, expired or revoked; check it (and that it is for this environment)"
+        where = f"the key in {info.credential_source} is" if info.credential_source else "the credentials are"
+        hint = f"{where} wrong, expired or revoked; check (and that they are for this environment)"
     elif status == 403:
         cls = errors.PermissionDeniedError
         hint = "the key is valid but lacks the permission or scope for this request; grant it or use a key that has it"
@@ -212,7 +219,7 @@ def error_for_exception(
                 info,
                 request,
                 state,
-                f"cannot connect to {url.host}:{url.port or ''}{retried}: {exc}",
+                f"cannot connect to {url.host}:{url.port or _DEFAULT_PORTS.get(url.scheme, '')}{retried}: {exc}",
                 "check base_url, DNS and firewall; is the service up?",
             ),
         )

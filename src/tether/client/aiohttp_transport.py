@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Final, NoReturn
 
 import aiohttp
@@ -244,11 +244,13 @@ class _PeerResponse(aiohttp.ClientResponse):
 
     peer: Any = None
 
-    async def start(self, connection: aiohttp.connector.Connection) -> aiohttp.ClientResponse:
+    def start(self, connection: aiohttp.connector.Connection) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
+        # A plain function handing back aiohttp's coroutine: an `async def` wrapper would add a
+        # coroutine frame to every request.
         transport = connection.transport
         if transport is not None:
             self.peer = transport.get_extra_info("peername")
-        return await super().start(connection)
+        return super().start(connection)
 
 
 class _ResponseStream(httpx2.AsyncByteStream):

@@ -76,7 +76,17 @@ class TetherResponse(httpx2.Response):
 
 
 def _looks_truncated(exc: ValueError, text: bytes) -> bool:
-    """JSON that starts well and breaks off: an unterminated string, or an error at the very end."""
+    """JSON that starts well and breaks off: the parser ran out of text, not into something wrong."""
     if not isinstance(exc, json.JSONDecodeError) or text[:1] not in (b"{", b"["):
         return False
-    return exc.msg.startswith("Unterminated string") or exc.pos >= len(exc.doc.rstrip()) - 1
+    if exc.msg.startswith("Extra data"):  # a complete document followed by garbage
+        return False
+    if exc.msg.startswith("Unterminated string"):
+        return True
+    rest = exc.doc[exc.pos :].rstrip()
+    # Cut inside a literal ("tru", "nul") or a number, or nothing left at all.
+    return (
+        rest == ""
+        or any(literal.startswith(rest) for literal in ("true", "false", "null"))
+        or (rest.lstrip("-").replace(".", "", 1).isdigit())
+    )

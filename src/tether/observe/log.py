@@ -13,6 +13,8 @@ from typing import Any
 __all__ = ["log_attempt", "log_call", "logger"]
 
 logger = logging.getLogger("tether")
+# Without this, Python's last-resort handler would print warnings of an application that set up no logging.
+logger.addHandler(logging.NullHandler())
 
 
 def log_attempt(fields: dict[str, Any], *, failed: bool) -> None:

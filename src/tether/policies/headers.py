@@ -6,6 +6,7 @@ is treated as absent, since a server's typo must not fail the call).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -25,10 +26,11 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
         return None
     value = value.strip()
     if _INT.match(value):
-        return max(0.0, float(value))
+        seconds = float(value)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
@@ -46,6 +48,8 @@ def parse_rate_limit_reset(value: str | None, *, now: float) -> float | None:
     value = value.strip()
     if _INT.match(value):
         number = float(value)
+        if not math.isfinite(number):
+            return None
         return max(0.0, number - now) if number > _EPOCH_THRESHOLD else number
     try:
         return parse_duration(value)

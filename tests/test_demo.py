@@ -1,0 +1,27 @@
+"""The quick start's main job: ``tether demo`` runs end to end and shows what tether did."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TETHER = Path(sys.executable).with_name("tether")
+
+
+def test_demo_runs_every_scenario_and_reports_attempts_waits_and_outcomes() -> None:
+    env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1"}
+    result = subprocess.run([str(TETHER), "demo"], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())  # rich wraps long lines
+    assert "503 twice, then OK" in out
+    assert "503 ⏱" in out, "waits between attempts are shown"
+    assert "429 ⏱1.00s → 200" in out, "Retry-After: 1 is honoured exactly"
+    assert "every attempt sent the same Idempotency-Key" in out
+    assert "ReadTimeoutError" in out or "DeadlineExceededError" in out
+    assert "failed now instead of sleeping" in out
+    assert "TruncatedJSONError" in out
+    assert "env var SANDBOX_WRONG_KEY" in out
+    assert "sk_test_revoked" not in out + result.stderr, "the wrong key itself is never printed"
+    assert "Traceback" not in result.stderr
