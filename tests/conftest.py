@@ -1,3 +1,3 @@
 """Fixtures shared by every test module."""
 
-pytest_plugins = ["sandbox_fixtures"]
+pytest_plugins = ["sandbox_fixtures", "upstream_fixtures"]

@@ -8,16 +8,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from click.testing import Result
@@ -28,102 +24,6 @@ from tether.cli import app
 
 TOKEN = "tok_cli_6Gd1Wq8Zr3"  # distinctive: every resolved secret is registered process-wide with the redactor
 TETHER = Path(sys.executable).parent / "tether"
-
-
-class _Upstream(BaseHTTPRequestHandler):
-    """``/ok`` JSON; ``/fail?key=K`` 503 twice per key, then 200; ``/401`` a JSON auth error; ``/echo`` the
-    request; ``/text?say=S`` S as plain text; ``/close`` JSON with ``Connection: close``."""
-
-    protocol_version = "HTTP/1.1"  # keep-alive, as real APIs do; /close ends the connection after answering
-    server: _UpstreamServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep the test output clean
-        pass
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
-
-    def _handle(self) -> None:
-        url = urlsplit(self.path)
-        query = dict(parse_qsl(url.query, keep_blank_values=True))
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if url.path == "/ok":
-            self._json(200, {"ok": True, "items": [{"id": "cus_1"}, {"id": "cus_2"}]})
-        elif url.path == "/close":
-            self._json(200, {"ok": True}, close=True)
-        elif url.path == "/fail":
-            if self.server.count(query.get("key", "")) <= 2:
-                self._json(503, {"error": {"message": "upstream overloaded"}})
-            else:
-                self._json(200, {"recovered": True})
-        elif url.path == "/401":
-            self._json(401, {"error": {"message": "Invalid API key provided"}})
-        elif url.path == "/echo":
-            echoed = {
-                "method": self.command,
-                "path": url.path,
-                "query": query,
-                "headers": {name.lower(): value for name, value in self.headers.items()},
-                "body": body.decode("utf-8"),
-            }
-            self._json(200, echoed)
-        elif url.path == "/text":
-            data = query.get("say", "").encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        else:
-            self._json(404, {"error": {"message": "no such route"}})
-
-    def _json(self, status: int, payload: Any, *, close: bool = False) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        if close:
-            self.send_header("Connection", "close")
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class _UpstreamServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Upstream)
-        self._counts: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def count(self, key: str) -> int:
-        """How many requests ``key`` has seen, this one included."""
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
-            return self._counts[key]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    """The fake upstream's base URL."""
-    server = _UpstreamServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-@pytest.fixture
-def unused_port() -> int:
-    """A loopback port nothing listens on (bound once, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @pytest.fixture(autouse=True)

@@ -18,10 +18,8 @@ import traceback
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import httpx2
 import pytest
@@ -83,7 +81,7 @@ auth = {{ type = "api_key", key = "${{REDACT_HEADER_KEY}}", name = "X-Vendor-Aut
 retry = {{ backoff = "1ms", max_backoff = "5ms" }}
 
 [integrations.down]
-base_url = "http://127.0.0.1:{dead_port}"
+base_url = "http://127.0.0.1:{unused_port}"
 auth = {{ type = "api_key", key = "${{REDACT_QUERY_KEY}}", in = "query", name = "api_key" }}
 retry = {{ attempts = 2, backoff = "1ms" }}
 """
@@ -93,74 +91,6 @@ def assert_no_secrets(*texts: str) -> None:
     for text in texts:
         for secret in SECRETS:
             assert secret not in text
-
-
-# --- a real upstream on loopback -------------------------------------------------------------------------------
-
-
-class _Upstream(BaseHTTPRequestHandler):
-    """``/echo`` the request as JSON; ``/401`` a JSON auth error; ``/fail?key=K&times=N`` 503 N times, then 200."""
-
-    protocol_version = "HTTP/1.1"
-    server: _UpstreamServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep the test output clean
-        pass
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        query = dict(parse_qsl(url.query, keep_blank_values=True))
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if url.path == "/echo":
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            self._json(200, {"path": url.path, "query": query, "headers": headers})
-        elif url.path == "/401":
-            self._json(401, {"error": {"message": "Invalid API key provided"}})
-        elif url.path == "/fail" and self.server.count(query.get("key", "")) <= int(query.get("times", "2")):
-            self._json(503, {"error": {"message": "upstream overloaded"}})
-        else:
-            self._json(200, {"ok": True})
-
-    def _json(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class _UpstreamServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Upstream)
-        self._counts: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def count(self, key: str) -> int:
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
-            return self._counts[key]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    server = _UpstreamServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-@pytest.fixture
-def dead_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @pytest.fixture(scope="module")
@@ -221,9 +151,9 @@ def _restore_logging() -> Iterator[None]:
 
 
 @pytest.fixture
-def config_file(tmp_path: Path, upstream: str, dead_port: int) -> Path:
+def config_file(tmp_path: Path, upstream: str, unused_port: int) -> Path:
     path = tmp_path / "tether.toml"
-    path.write_text(CONFIG.format(url=upstream, user=BASIC_USER, dead_port=dead_port), encoding="utf-8")
+    path.write_text(CONFIG.format(url=upstream, user=BASIC_USER, unused_port=unused_port), encoding="utf-8")
     return path
 
 
@@ -353,12 +283,12 @@ def test_503_then_success_logs_each_attempt_without_the_secret(hub: Hub, logs: L
     assert_no_secrets(*logs.everything())
 
 
-def test_connection_refused_error_shows_the_url_with_the_key_masked(hub: Hub, logs: Logs, dead_port: int) -> None:
+def test_connection_refused_error_shows_the_url_with_the_key_masked(hub: Hub, logs: Logs, unused_port: int) -> None:
     with hub.client("down") as client, pytest.raises(ConnectionFailedError) as caught:
         client.get("/v1/charges")
 
     error = caught.value
-    assert error.url == f"http://127.0.0.1:{dead_port}/v1/charges?api_key=***"
+    assert error.url == f"http://127.0.0.1:{unused_port}/v1/charges?api_key=***"
     assert_no_secrets(*_error_texts(error), *logs.everything())
     assert len(error.attempts) == 2
 
