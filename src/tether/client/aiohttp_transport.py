@@ -22,7 +22,7 @@ hands the connection back to the pool at once; larger or unsized bodies stream.
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import os
 import ssl
 from collections.abc import AsyncIterator, Coroutine
@@ -95,7 +95,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         self._keepalive_expiry = limits.keepalive_expiry
         self._local_address = local_address
         self._proxy_url: URL | None = None
-        self._proxy_headers: CIMultiDict[str] | None = None
+        self._proxy_headers: tuple[tuple[str, str], ...] = ()
         if proxy is not None:
             self._proxy_url, self._proxy_headers = _proxy_settings(proxy)
         self._session: aiohttp.ClientSession | None = None
@@ -167,6 +167,10 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             headers.popall("Transfer-Encoding", None)
         else:
             raise TypeError("AiohttpTransport needs an async request body (an httpx2.AsyncByteStream)")
+        if self._proxy_headers and request.url.scheme == "http":
+            # aiohttp sends proxy headers only on the CONNECT that tunnels HTTPS; a plain-HTTP
+            # request goes to the proxy itself, so they travel with it.
+            headers.extend(self._proxy_headers)
 
         # Skipping auto headers costs aiohttp a header copy per request, and requests built by
         # httpx2.AsyncClient already carry all of them, so ask only when aiohttp would add one.
@@ -191,7 +195,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 timeout=self._client_timeout(extensions.get("timeout")),
                 server_hostname=extensions.get("sni_hostname"),
                 proxy=self._proxy_url,
-                proxy_headers=self._proxy_headers,
+                # A tuple, so aiohttp builds a fresh dict per request: it writes Host into the one it gets.
+                proxy_headers=self._proxy_headers or None,
             )
         except BaseException as exc:
             self._in_flight -= 1
@@ -294,7 +299,7 @@ def _raise_mapped(exc: Exception, *, pool_full: bool = False, reading_body: bool
         mapped = httpx2.PoolTimeout if pool_full else httpx2.ConnectTimeout
     elif isinstance(exc, aiohttp.ServerTimeoutError):
         mapped = httpx2.ReadTimeout
-    elif isinstance(exc, asyncio.TimeoutError):
+    elif isinstance(exc, TimeoutError):
         mapped = httpx2.TimeoutException
     elif isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
         mapped = httpx2.ProxyError
@@ -357,11 +362,12 @@ def _ssl_context(verify: ssl.SSLContext | bool | str, cert: CertTypes | None, tr
     return context
 
 
-def _proxy_settings(proxy: httpx2.Proxy | str) -> tuple[URL, CIMultiDict[str]]:
+def _proxy_settings(proxy: httpx2.Proxy | str) -> tuple[URL, tuple[tuple[str, str], ...]]:
     proxy = proxy if isinstance(proxy, httpx2.Proxy) else httpx2.Proxy(proxy)
     if proxy.url.scheme not in ("http", "https"):
         raise ValueError(f"AiohttpTransport supports HTTP and HTTPS proxies, not {proxy.url.scheme!r}")
-    headers: CIMultiDict[str] = CIMultiDict(proxy.headers.multi_items())
+    headers = [(key.decode("latin-1"), value.decode("latin-1")) for key, value in proxy.headers.raw]
     if proxy.auth is not None:
-        headers["Proxy-Authorization"] = aiohttp.BasicAuth(*proxy.auth).encode()
-    return URL(str(proxy.url), encoded=True), headers
+        credentials = base64.b64encode(":".join(proxy.auth).encode("latin-1")).decode("ascii")
+        headers.append(("Proxy-Authorization", f"Basic {credentials}"))
+    return URL(str(proxy.url), encoded=True), tuple(headers)
