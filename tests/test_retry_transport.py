@@ -693,3 +693,27 @@ def test_a_failed_call_writes_a_warning_on_the_tether_logger(caplog: pytest.LogC
     records = [record for record in caplog.records if record.name == "tether" and record.levelname == "WARNING"]
     assert len(records) == 1
     assert records[0].tether["status"] == 503  # type: ignore[attr-defined]
+
+
+def test_clients_remember_joined_urls_per_base_url() -> None:
+    """The joined-URL cache follows a changed ``base_url`` and never serves a URL from the old one."""
+    from tether.client.clients import TetherClient
+
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(str(request.url))
+        return httpx2.Response(200)
+
+    with TetherClient(base_url="http://a.test/v1", transport=httpx2.MockTransport(handler)) as client:
+        client.get("/items")
+        client.get("/items")
+        client.base_url = httpx2.URL("http://b.test/v2/")
+        client.get("/items")
+        client.get("http://c.test/absolute")
+    assert seen == [
+        "http://a.test/v1/items",
+        "http://a.test/v1/items",
+        "http://b.test/v2/items",
+        "http://c.test/absolute",
+    ]

@@ -12,6 +12,7 @@ from typing import Any
 import httpx2
 
 from tether.client.build import client_options, network_transport, spec_for
+from tether.client.clients import TetherAsyncClient, TetherClient
 from tether.client.transport import AsyncRetryTransport, RetryTransport
 from tether.config.loader import find_config, load_config
 from tether.config.models import IntegrationConfig, TetherConfig
@@ -122,7 +123,7 @@ class Hub:
         """
         transport = self.transport(name, raise_for_status=raise_for_status, network=network)
         options = {**client_options(self.integration(name)), **kwargs}
-        return httpx2.Client(transport=transport, **options)
+        return TetherClient(transport=transport, **options)
 
     def async_client(
         self,
@@ -135,7 +136,7 @@ class Hub:
         """An ``httpx2.AsyncClient`` for ``name``; see :meth:`client`."""
         transport = self.async_transport(name, raise_for_status=raise_for_status, network=network)
         options = {**client_options(self.integration(name)), **kwargs}
-        return httpx2.AsyncClient(transport=transport, **options)
+        return TetherAsyncClient(transport=transport, **options)
 
     def _spec(self, name: str, raise_for_status: bool) -> Any:
         return spec_for(

@@ -22,7 +22,7 @@ from typing import Any
 import httpx2
 
 from tether import errors
-from tether.client._errormap import CallInfo, error_for_exception, error_for_response, request_id_of
+from tether.client._errormap import REQUEST_ID_HEADERS, CallInfo, error_for_exception, error_for_response
 from tether.client.response import TetherResponse
 from tether.observe.log import log_attempt, log_call, logger
 from tether.observe.redact import redact_text
@@ -35,6 +35,7 @@ __all__ = ["AsyncRetryTransport", "Call", "CallSpec", "RetryTransport"]
 # Bodies at most this large are read inside the retry loop, so a connection that drops mid-body is retried.
 BUFFER_LIMIT = 8 * 1024 * 1024
 _IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key")
+_REQUEST_ID_NAMES = frozenset(name.encode() for name in REQUEST_ID_HEADERS)
 
 
 @dataclass
@@ -74,24 +75,17 @@ class CallSpec:
 class Call:
     """One logical call: the retry state plus what to log and raise. No I/O."""
 
-    __slots__ = ("request", "spec", "state")
+    __slots__ = ("_request_id", "request", "spec", "state")
 
     def __init__(self, spec: CallSpec, request: httpx2.Request) -> None:
         self.spec, self.request = spec, request
-        method = request.method
-        header = spec.idempotency_header
-        if header and method in ("POST", "PATCH") and header not in request.headers:
-            # One key per logical call, reused by every attempt, so the API can drop duplicates.
-            request.headers[header] = str(uuid.uuid4())
-        keyed = any(name in request.headers for name in _IDEMPOTENCY_HEADERS) or bool(
-            header and header in request.headers
-        )
+        self._request_id: str | None = None
         self.state = RetryState(
             spec.policy,
             budget=spec.budget,
             clock=spec.clock,
             deadline=spec.deadline,
-            idempotent=method in spec.policy.methods or keyed,
+            idempotent=request.method in spec.policy.methods or _keyed(request, spec.idempotency_header),
             replayable=_replayable(request),
         )
 
@@ -100,18 +94,31 @@ class Call:
         self.request.extensions["timeout"] = self.state.begin_attempt(self.spec.limits)
 
     def should_read(self, response: httpx2.Response) -> bool:
-        """Whether to read the body inside the retry loop (so a broken body can be retried)."""
+        """Whether to read the body inside the retry loop (so a broken body can be retried).
+
+        Must be called once per response, before :meth:`after_response`.
+        """
+        # One pass over the raw headers: httpx2's Headers.get() decodes every header on each lookup, and this
+        # runs on every response.
+        content_type = length = request_id = None
+        for name, value in response.headers.raw:
+            name = name.lower()
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = value
+            elif request_id is None and name in _REQUEST_ID_NAMES:
+                request_id = value.decode("latin-1")
+        self._request_id = request_id
         if self.request.extensions.get("tether.stream"):
             return False
-        headers = response.headers
-        if "text/event-stream" in headers.get("content-type", ""):
+        if content_type is not None and b"text/event-stream" in content_type:
             return False
-        length = headers.get("content-length")
         return length is None or (length.isdigit() and int(length) <= BUFFER_LIMIT)
 
     def after_response(self, response: httpx2.Response) -> float | None:
         """Record a response; the wait before retrying, or ``None`` when the call is done."""
-        wait = self.state.on_response(response.status_code, response.headers, request_id_of(response.headers))
+        wait = self.state.on_response(response.status_code, response.headers, self._request_id)
         self._log_attempt(response)
         return wait
 
@@ -191,6 +198,15 @@ class Call:
             },
             failed=failed,
         )
+
+
+def _keyed(request: httpx2.Request, header: str | None) -> bool:
+    """Whether a request of a non-idempotent method carries an idempotency key (adding one if configured)."""
+    headers = request.headers
+    if header and request.method in ("POST", "PATCH") and header not in headers:
+        # One key per logical call, reused by every attempt, so the API can drop duplicates.
+        headers[header] = str(uuid.uuid4())
+    return any(name in headers for name in _IDEMPOTENCY_HEADERS) or bool(header and header in headers)
 
 
 def _replayable(request: httpx2.Request) -> bool:
