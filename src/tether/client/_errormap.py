@@ -112,8 +112,13 @@ def error_for_response(
     cls: type[errors.APIStatusError]
     if status == 401:
         cls = errors.AuthenticationError
-        where = f"the key in {info.credential_source} is" if info.credential_source else "the credentials are"
-        hint = f"{where} wrong, expired or revoked; check (and that they are for this environment)"
+        if info.credential_source:
+            hint = (
+                f"the key in {info.credential_source} is wrong, expired or revoked; "
+                "check it, and that it is the key for this environment"
+            )
+        else:
+            hint = "the credentials are wrong, expired or revoked; check them, and that they are for this environment"
     elif status == 403:
         cls = errors.PermissionDeniedError
         hint = "the key is valid but lacks the permission or scope for this request; grant it or use a key that has it"
