@@ -15,6 +15,7 @@ A request through ``hub.client(name)`` passes, outermost first:
 from __future__ import annotations
 
 import ssl
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from tether.policies.budget import RetryBudget
 from tether.policies.clock import Clock
 from tether.policies.retry import RetryPolicy
 
-__all__ = ["USER_AGENT", "client_options", "network_transport", "spec_for"]
+__all__ = ["USER_AGENT", "client_options", "environment_proxy", "network_transport", "spec_for"]
 
 USER_AGENT = f"tether/{__version__}"
 LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=30.0)
@@ -65,15 +66,34 @@ def ssl_context(config: IntegrationConfig, base_dir: Path) -> ssl.SSLContext:
     return context
 
 
+_LOOPBACK = frozenset({"localhost", "::1", "[::1]"})
+
+
+def environment_proxy(base_url: str) -> str | None:
+    """The proxy the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) sets for a URL.
+
+    httpx2 mounts environment proxies only when it builds its own transport; tether always gives it one, so
+    it reads them here and hands the proxy to the network transport, under the policy stack. Loopback
+    addresses are never proxied.
+    """
+    url = httpx2.URL(base_url)
+    if url.host in _LOOPBACK or url.host.startswith("127.") or urllib.request.proxy_bypass(url.host):
+        return None
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    return proxy or None
+
+
 def network_transport(config: IntegrationConfig, base_dir: Path, *, asynchronous: bool) -> Any:
     """The innermost transport: the one that talks to the network."""
     context = ssl_context(config, base_dir)
+    proxy = environment_proxy(str(config.base_url))
     if asynchronous:
         # Imported here: aiohttp costs ~100 ms to import and sync-only programs never need it.
         from tether.client.aiohttp_transport import AiohttpTransport
 
-        return AiohttpTransport(verify=context, limits=LIMITS)
-    return httpx2.HTTPTransport(verify=context, limits=LIMITS)
+        return AiohttpTransport(verify=context, limits=LIMITS, proxy=proxy)
+    return httpx2.HTTPTransport(verify=context, limits=LIMITS, proxy=proxy)
 
 
 def client_options(config: IntegrationConfig) -> dict[str, Any]:
