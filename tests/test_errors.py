@@ -512,6 +512,8 @@ def test_error_classes_refine_the_httpx2_exception_they_replace(
 # --- the public API ------------------------------------------------------------------------------------
 
 EXPECTED_PUBLIC_NAMES = {
+    "CircuitOpenError",
+    "ThrottledError",
     "APIStatusError",
     "Attempt",
     "AuthenticationError",

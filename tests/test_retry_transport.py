@@ -25,6 +25,7 @@ TOML = """
 base_url = "https://api.acme.test"
 timeout = {{ total = "{total}", connect = "5s"{read} }}
 retry = {{ attempts = {attempts}, backoff = "{backoff}", max_backoff = "30s", budget = {budget} }}
+breaker = false  # these tests are about retries; the breaker is tested on its own
 {extra}
 """
 

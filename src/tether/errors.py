@@ -20,6 +20,8 @@ Call errors subclass httpx2's own exceptions, so ``except httpx2.HTTPError`` (or
         │   ├── ConnectTimeoutError         (httpx2.ConnectTimeout)
         │   ├── ReadTimeoutError            (httpx2.ReadTimeout) also write and pool timeouts
         │   └── DeadlineExceededError       the call's overall deadline ran out across attempts
+        ├── CircuitOpenError                (httpx2.RequestError) the breaker is open: failed without a call
+        ├── ThrottledError                  (httpx2.RequestError) tether's own rate limit would wait too long
         ├── ConnectionFailedError           (httpx2.ConnectError) refused, DNS, unreachable
         ├── ConnectionLostError             (httpx2.TransportError) dropped before or while reading a response
         ├── TLSError                        (httpx2.ConnectError) the certificate was refused
@@ -51,6 +53,7 @@ __all__ = [
     "BadRequestError",
     "CallError",
     "CertificateExpiredError",
+    "CircuitOpenError",
     "ConfigError",
     "ConfigProblem",
     "ConflictError",
@@ -70,6 +73,7 @@ __all__ = [
     "ServerError",
     "TLSError",
     "TetherError",
+    "ThrottledError",
     "TruncatedJSONError",
     "UnexpectedContentTypeError",
     "UnprocessableEntityError",
@@ -272,6 +276,26 @@ class ReadTimeoutError(httpx2.ReadTimeout, RequestTimeoutError):
 
 class DeadlineExceededError(RequestTimeoutError):
     """The call's overall deadline (``timeout.total``) ran out across its attempts."""
+
+
+class CircuitOpenError(_TransportCallError, httpx2.RequestError):
+    """The integration's circuit breaker is open; the call failed at once, without touching the network.
+
+    Attributes:
+        retry_in: Seconds until the breaker lets a probe through.
+    """
+
+    retry_in: float = 0.0
+
+
+class ThrottledError(_TransportCallError, httpx2.RequestError):
+    """tether's client-side rate limit (or a pause the API asked for) would make the call wait past its limit.
+
+    Attributes:
+        retry_in: Seconds until a slot frees up.
+    """
+
+    retry_in: float = 0.0
 
 
 class ConnectionFailedError(_TransportCallError, httpx2.ConnectError):

@@ -19,6 +19,8 @@ from tether.config.models import IntegrationConfig, TetherConfig
 from tether.observe.redact import install_log_filters
 from tether.policies.budget import RetryBudget
 from tether.policies.clock import Clock, SystemClock
+from tether.state.base import StateBackend
+from tether.state.memory import MemoryState
 
 __all__ = ["Hub"]
 
@@ -36,6 +38,8 @@ class Hub:
         clock: Time source for every policy; tests pass a :class:`~tether.policies.ManualClock`.
         sleep: How sync transports wait between attempts; tests pass one that advances their clock.
         async_sleep: The async counterpart of ``sleep``.
+        state: Where rate-limit budgets, pauses and breakers live; by default what ``state`` in the config
+            says (``memory``, or Redis shared by every process).
     """
 
     def __init__(
@@ -46,11 +50,13 @@ class Hub:
         clock: Clock | None = None,
         sleep: Callable[[float], None] = time.sleep,
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        state: StateBackend | None = None,
     ) -> None:
         self.config = config
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
         self.clock = clock or SystemClock()
         self._sleep, self._async_sleep = sleep, async_sleep
+        self.state = state if state is not None else _state_for(config, self.clock)
         self._budgets = {
             name: RetryBudget(ratio=integration.retry.budget, clock=self.clock)
             for name, integration in config.integrations.items()
@@ -145,7 +151,16 @@ class Hub:
             budget=self._budgets[name],
             clock=self.clock,
             raise_for_status=raise_for_status,
+            state=self.state,
         )
 
     def __repr__(self) -> str:
         return f"Hub(integrations={sorted(self.config.integrations)!r})"
+
+
+def _state_for(config: TetherConfig, clock: Clock) -> StateBackend:
+    if config.state == "memory":
+        return MemoryState(clock=clock)
+    from tether.state.redis import RedisState
+
+    return RedisState(config.state, fallback=MemoryState(clock=clock))

@@ -24,6 +24,13 @@ timeout = {{ total = "4s", connect = "1s", read = "1s" }}
 retry = {{ attempts = 4, backoff = "200ms", max_backoff = "2s" }}
 idempotency_header = "Idempotency-Key"
 owner = "demo"
+breaker = {{ min_calls = 50 }}
+
+[integrations.sandbox-breaker]
+base_url = "{url}"
+auth = {{ type = "api_key", key = "${{SANDBOX_API_KEY}}" }}
+retry = false
+breaker = {{ min_calls = 4, failure_ratio = 0.5, open_for = "30s" }}
 
 [integrations.sandbox-wrong-key]
 base_url = "{url}"
@@ -39,6 +46,7 @@ class Scenario:
     method: str
     path: str
     faulted: str  # what the sandbox was told to do
+    repeat: int = 1  # calls made; the last one's outcome is shown
 
 
 def _scenarios() -> list[Scenario]:
@@ -82,6 +90,7 @@ def _scenarios() -> list[Scenario]:
             "/v1/customers?fault=latency:2",
             "answers after 2 s",
         ),
+        Scenario("truncated JSON", "sandbox", "GET", "/v1/customers?fault=truncated_json", "cuts the body"),
         Scenario(
             "429 asking for 120 s, deadline 4 s",
             "sandbox",
@@ -89,8 +98,22 @@ def _scenarios() -> list[Scenario]:
             "/v1/customers?fault=429&retry_after=120",
             "429, Retry-After: 120",
         ),
-        Scenario("truncated JSON", "sandbox", "GET", "/v1/customers?fault=truncated_json", "cuts the body"),
+        Scenario(
+            "the next call, while the API's 120 s pause holds",
+            "sandbox",
+            "GET",
+            "/v1/customers",
+            "would answer, but tether does not ask",
+        ),
         Scenario("wrong API key", "sandbox-wrong-key", "GET", "/v1/customers", "401"),
+        Scenario(
+            "API down: the breaker opens after 4 failures",
+            "sandbox-breaker",
+            "GET",
+            "/v1/customers?fault=status:503",
+            "503 on every call",
+            repeat=5,
+        ),
     ]
 
 
@@ -104,19 +127,26 @@ def _attempts(attempts: tuple[Attempt, ...]) -> str:
 
 def _run(hub: Hub, scenario: Scenario) -> list[str]:
     """Make the scenario's call; the lines that say what tether did."""
-    started = time.perf_counter()
     body = {"email": "demo@example.com"} if scenario.method == "POST" else None
-    try:
-        with hub.client(scenario.integration, raise_for_status=True) as client:
-            response = client.request(scenario.method, scenario.path, json=body)
-            response.json()
-    except CallError as exc:
-        took = time.perf_counter() - started
-        return [
-            f"    attempts: {esc(_attempts(exc.attempts))}",
-            f"    outcome:  [red]{type(exc).__name__}[/red] after {took:.2f}s",
-            f"    hint:     [yellow]{esc(exc.hint)}[/yellow]",
-        ]
+    earlier: list[str] = []
+    with hub.client(scenario.integration, raise_for_status=True) as client:
+        for number in range(1, scenario.repeat + 1):
+            started = time.perf_counter()
+            try:
+                response = client.request(scenario.method, scenario.path, json=body)
+                response.json()
+            except CallError as exc:
+                took = time.perf_counter() - started
+                if number < scenario.repeat:
+                    earlier.append(type(exc).__name__)
+                    continue
+                lines = [f"    calls before: {', '.join(earlier)}"] if earlier else []
+                return [
+                    *lines,
+                    f"    attempts: {esc(_attempts(exc.attempts)) or '(none: not sent)'}",
+                    f"    outcome:  [red]{type(exc).__name__}[/red] after {took * 1000:.1f} ms",
+                    f"    hint:     [yellow]{esc(exc.hint)}[/yellow]",
+                ]
     took = time.perf_counter() - started
     attempts: tuple[Attempt, ...] = response.extensions["tether.attempts"]
     lines = [

@@ -13,8 +13,16 @@ import httpx2
 from tether import errors
 from tether.observe.redact import redact_text, redact_url
 from tether.policies.retry import GiveUp, RetryState
+from tether.state.base import Admission
 
-__all__ = ["REQUEST_ID_HEADERS", "CallInfo", "error_for_exception", "error_for_response", "request_id_of"]
+__all__ = [
+    "REQUEST_ID_HEADERS",
+    "CallInfo",
+    "error_for_exception",
+    "error_for_rejection",
+    "error_for_response",
+    "request_id_of",
+]
 
 REQUEST_ID_HEADERS = (
     "x-request-id",
@@ -154,6 +162,51 @@ def error_for_response(
     )
     if isinstance(error, errors.RateLimitError):
         error.retry_after = state.requested_wait
+    return error
+
+
+def error_for_rejection(
+    info: CallInfo, request: httpx2.Request, state: RetryState, admission: Admission
+) -> errors.CallError:
+    """The error for an attempt the state backend refused: open breaker, or a rate-limit wait too long."""
+    retry_in = admission.retry_in
+    error: errors.CircuitOpenError | errors.ThrottledError
+    if admission.rejected == "circuit_open":
+        error = errors.CircuitOpenError(
+            request=request,
+            **_context(
+                info,
+                request,
+                state,
+                "circuit breaker open: the API has been failing, so tether failed this call without sending it",
+                f"a probe goes through in {retry_in:.1f}s; check the provider's status page, or serve a fallback",
+            ),
+        )
+    elif admission.rejected == "paused":
+        error = errors.ThrottledError(
+            request=request,
+            **_context(
+                info,
+                request,
+                state,
+                f"the API asked every caller to hold off for {retry_in:.1f}s more (a 429 or an exhausted "
+                "budget); tether did not send the call",
+                f"retry after {retry_in:.1f}s; every client of this integration waits for the same pause",
+            ),
+        )
+    else:
+        error = errors.ThrottledError(
+            request=request,
+            **_context(
+                info,
+                request,
+                state,
+                f"rate limit: the next slot is {retry_in:.1f}s away, more than this call may wait",
+                "slow down, spread the work, or raise rate_limit.max_wait / timeout.total; the limit is "
+                "tether.toml's rate_limit or what the API reported",
+            ),
+        )
+    error.retry_in = retry_in
     return error
 
 

@@ -25,9 +25,12 @@ from tether import __version__
 from tether.auth.static import auth_from_config, credential_source
 from tether.client.transport import CallSpec
 from tether.config.models import IntegrationConfig
+from tether.policies.breaker import BreakerSettings
 from tether.policies.budget import RetryBudget
 from tether.policies.clock import Clock
+from tether.policies.ratelimit import Rate
 from tether.policies.retry import RetryPolicy
+from tether.state.base import Limits, StateBackend
 
 __all__ = ["USER_AGENT", "client_options", "environment_proxy", "network_transport", "spec_for"]
 
@@ -35,8 +38,26 @@ USER_AGENT = f"tether/{__version__}"
 LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=30.0)
 
 
+def limits_for(config: IntegrationConfig) -> Limits:
+    """The rate limit and breaker settings of an integration, as the state backend takes them."""
+    rate = None
+    if config.rate_limit is not None:
+        rate = Rate(config.rate_limit.requests, config.rate_limit.per, config.rate_limit.burst)
+    breaker = None
+    if config.breaker.enabled:
+        b = config.breaker
+        breaker = BreakerSettings(b.failure_ratio, b.window, b.min_calls, b.open_for, b.probes, b.slow_call)
+    return Limits(rate, breaker)
+
+
 def spec_for(
-    name: str, config: IntegrationConfig, *, budget: RetryBudget, clock: Clock, raise_for_status: bool
+    name: str,
+    config: IntegrationConfig,
+    *,
+    budget: RetryBudget,
+    clock: Clock,
+    raise_for_status: bool,
+    state: StateBackend,
 ) -> CallSpec:
     """The call spec (policies and limits) of integration ``name``."""
     timeout = config.timeout
@@ -55,6 +76,9 @@ def spec_for(
         raise_for_status=raise_for_status,
         credential_source=credential_source(config.auth),
         clock=clock,
+        state=state,
+        rate_limits=limits_for(config),
+        max_wait=config.rate_limit.max_wait if config.rate_limit else None,
     )
 
 

@@ -1,9 +1,10 @@
-"""The policy transports: thin sync and async drivers around one :class:`Call` that holds the logic.
+"""The policy transports: thin sync and async drivers around a :class:`~tether.client.call.Call`.
 
-``RetryTransport`` and ``AsyncRetryTransport`` are twins: each loop line of one has its counterpart in the
-other, and every decision (time limits, whether to retry, how long to wait, which error to raise) is a method
-of :class:`Call`, which does no I/O. Options per request travel in ``request.extensions["tether.*"]``;
-outcomes come back in ``response.extensions["tether.*"]``.
+``RetryTransport`` and ``AsyncRetryTransport`` are twins: each line of one has its counterpart in the other,
+and every decision (admission, time limits, whether to retry, how long to wait, which error to raise) is a
+method of ``Call``, which does no I/O. The only I/O here is the state backend's round trips (in-process for
+``memory``), the inner transport, and sleeping. Options per request travel in
+``request.extensions["tether.*"]``; outcomes come back in ``response.extensions["tether.*"]``.
 
 Per-request options:
     ``tether.stream`` (bool): do not buffer the response body inside the retry loop (large downloads).
@@ -14,221 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import httpx2
 
-from tether import errors
-from tether.client._errormap import REQUEST_ID_HEADERS, CallInfo, error_for_exception, error_for_response
-from tether.client.response import TetherResponse
-from tether.observe.log import log_attempt, log_call, logger
-from tether.observe.redact import redact_text
-from tether.policies.budget import RetryBudget
-from tether.policies.clock import Clock, SystemClock
-from tether.policies.retry import RetryPolicy, RetryState
+from tether.client.call import Call, CallSpec
+from tether.policies.ratelimit import RateLimitSignal
+from tether.state.base import Admission
 
 __all__ = ["AsyncRetryTransport", "Call", "CallSpec", "RetryTransport"]
-
-# Bodies at most this large are read inside the retry loop, so a connection that drops mid-body is retried.
-BUFFER_LIMIT = 8 * 1024 * 1024
-_IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key")
-_REQUEST_ID_NAMES = frozenset(name.encode() for name in REQUEST_ID_HEADERS)
-
-
-@dataclass
-class CallSpec:
-    """Everything about one integration that a call needs; built once by :mod:`tether.client.build`.
-
-    Attributes:
-        integration: The integration's name.
-        policy: Retry rules.
-        deadline: Seconds the whole call may take (``timeout.total``).
-        limits: Per-attempt timeouts: connect, read, write, pool (``None``: bounded by the deadline only).
-        budget: The integration's retry budget, shared by all its clients.
-        idempotency_header: Header to carry a fresh key per logical call (POST/PATCH), if configured.
-        raise_for_status: Raise typed errors for 4xx/5xx from the transport. Off by default, as in httpx2:
-            the response's ``raise_for_status()`` raises the same typed error, and SDKs that call it
-            (OpenAI's, Anthropic's) keep their own error handling.
-        credential_source: Where the credential comes from, for the 401 hint.
-        clock: Time source.
-    """
-
-    integration: str
-    policy: RetryPolicy
-    deadline: float
-    limits: dict[str, float | None]
-    budget: RetryBudget | None = None
-    idempotency_header: str | None = None
-    raise_for_status: bool = False
-    credential_source: str | None = None
-    clock: Clock = field(default_factory=SystemClock)
-
-    def __post_init__(self) -> None:
-        self.info = CallInfo(
-            self.integration, self.credential_source, self.limits.get("connect"), self.limits.get("read")
-        )
-
-
-class Call:
-    """One logical call: the retry state plus what to log and raise. No I/O."""
-
-    __slots__ = ("_request_id", "request", "spec", "state")
-
-    def __init__(self, spec: CallSpec, request: httpx2.Request) -> None:
-        self.spec, self.request = spec, request
-        self._request_id: str | None = None
-        self.state = RetryState(
-            spec.policy,
-            budget=spec.budget,
-            clock=spec.clock,
-            deadline=spec.deadline,
-            idempotent=request.method in spec.policy.methods or _keyed(request, spec.idempotency_header),
-            replayable=_replayable(request),
-        )
-
-    def begin_attempt(self) -> None:
-        """Set this attempt's time limits on the request."""
-        self.request.extensions["timeout"] = self.state.begin_attempt(self.spec.limits)
-
-    def should_read(self, response: httpx2.Response) -> bool:
-        """Whether to read the body inside the retry loop (so a broken body can be retried).
-
-        Must be called once per response, before :meth:`after_response`.
-        """
-        # One pass over the raw headers: httpx2's Headers.get() decodes every header on each lookup, and this
-        # runs on every response.
-        content_type = length = request_id = None
-        for name, value in response.headers.raw:
-            name = name.lower()
-            if name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                length = value
-            elif request_id is None and name in _REQUEST_ID_NAMES:
-                request_id = value.decode("latin-1")
-        self._request_id = request_id
-        if self.request.extensions.get("tether.stream"):
-            return False
-        if content_type is not None and b"text/event-stream" in content_type:
-            return False
-        return length is None or (length.isdigit() and int(length) <= BUFFER_LIMIT)
-
-    def after_response(self, response: httpx2.Response) -> float | None:
-        """Record a response; the wait before retrying, or ``None`` when the call is done."""
-        wait = self.state.on_response(response.status_code, response.headers, self._request_id)
-        self._log_attempt(response)
-        return wait
-
-    def after_error(self, exc: BaseException) -> float | None:
-        """Record a transport exception; the wait before retrying, or ``None`` when the call is done."""
-        description = redact_text(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        wait = self.state.on_error(exc, description)
-        self._log_attempt(None)
-        return wait
-
-    def finish(self, response: httpx2.Response) -> TetherResponse:
-        """The final response, or raise its typed error when it is an error status and errors are raised."""
-        # A class swap, not a copy: the response keeps its stream and costs nothing extra on the hot path.
-        response.__class__ = TetherResponse
-        extensions = response.extensions
-        extensions["tether.integration"] = self.spec.integration
-        extensions["tether.attempts"] = tuple(self.state.attempts)
-        extensions["tether.elapsed"] = self.state.elapsed()
-        extensions["tether.waited"] = sum(attempt.wait for attempt in self.state.attempts)
-        failed = response.status_code >= 400
-        self._log_call(response.status_code, None, failed=failed)
-        if failed:
-            error = error_for_response(self.spec.info, self.request, response, self.state)
-            if self.request.extensions.get("tether.raise_for_status", self.spec.raise_for_status):
-                raise error
-            extensions["tether.error"] = error
-        assert isinstance(response, TetherResponse)
-        return response
-
-    def failure(self, exc: BaseException) -> errors.CallError:
-        """The typed error for a call that ended on ``exc``."""
-        error = error_for_exception(self.spec.info, self.request, exc, self.state)
-        self._log_call(None, type(error).__name__, failed=True)
-        return error
-
-    def _fields(self) -> dict[str, Any]:
-        request = self.request
-        return {
-            "integration": self.spec.integration,
-            "method": request.method,
-            "path": redact_text(request.url.raw_path.decode("ascii", "replace")),
-        }
-
-    def _log_attempt(self, response: httpx2.Response | None) -> None:
-        attempt = self.state.attempts[-1]
-        failed = attempt.status is None or attempt.status >= 400
-        if not logger.isEnabledFor(10 if not failed else 20):
-            return
-        log_attempt(
-            {
-                **self._fields(),
-                "attempt": attempt.number,
-                "status": attempt.status,
-                "error": redact_text(attempt.error) if attempt.error else None,
-                "wait": attempt.wait,
-                "elapsed": attempt.elapsed,
-                "peer": _peer(response),
-                "request_id": attempt.request_id,
-            },
-            failed=failed,
-        )
-
-    def _log_call(self, status: int | None, error: str | None, *, failed: bool) -> None:
-        if not logger.isEnabledFor(30 if failed else 20):
-            return
-        state = self.state
-        log_call(
-            {
-                **self._fields(),
-                "status": status,
-                "error": error,
-                "outcome": state.give_up.value if state.give_up else "success",
-                "attempts": len(state.attempts),
-                "waited": sum(attempt.wait for attempt in state.attempts),
-                "elapsed": state.elapsed(),
-                "request_id": state.attempts[-1].request_id if state.attempts else None,
-            },
-            failed=failed,
-        )
-
-
-def _keyed(request: httpx2.Request, header: str | None) -> bool:
-    """Whether a request of a non-idempotent method carries an idempotency key (adding one if configured)."""
-    headers = request.headers
-    if header and request.method in ("POST", "PATCH") and header not in headers:
-        # One key per logical call, reused by every attempt, so the API can drop duplicates.
-        headers[header] = str(uuid.uuid4())
-    return any(name in headers for name in _IDEMPOTENCY_HEADERS) or bool(header and header in headers)
-
-
-def _replayable(request: httpx2.Request) -> bool:
-    try:
-        request.content  # noqa: B018 - raises when the body is an unread stream
-    except httpx2.RequestNotRead:
-        return False
-    return True
-
-
-def _peer(response: httpx2.Response | None) -> str | None:
-    if response is None:
-        return None
-    peer = response.extensions.get("tether.peer")
-    if peer is None:
-        stream = response.extensions.get("network_stream")
-        try:
-            address = stream.get_extra_info("server_addr") if stream is not None else None
-        except OSError:  # the server closed the connection once the body was read
-            address = None
-        peer = address[0] if address else None
-    return str(peer) if peer else None
 
 
 class RetryTransport(httpx2.BaseTransport):
@@ -242,28 +37,40 @@ class RetryTransport(httpx2.BaseTransport):
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         call = Call(self.spec, request)
         while True:
+            delay = call.admitted(self._admit(call))
+            if delay:
+                self._sleep(delay)
             call.begin_attempt()
             try:
                 response = self.inner.handle_request(request)
+                if call.should_read(response) or response.status_code >= 400:
+                    try:
+                        response.read()
+                    except httpx2.TransportError:
+                        response.close()
+                        raise
             except httpx2.TransportError as exc:
+                self._report(call, call.error_outcome(exc))
                 wait = call.after_error(exc)
                 if wait is None:
                     raise call.failure(exc) from exc
             else:
-                try:
-                    if call.should_read(response) or response.status_code >= 400:
-                        response.read()
-                except httpx2.TransportError as exc:
-                    response.close()
-                    wait = call.after_error(exc)
-                    if wait is None:
-                        raise call.failure(exc) from exc
-                else:
-                    wait = call.after_response(response)
-                    if wait is None:
-                        return call.finish(response)
-                    response.close()
+                self._report(call, call.response_outcome(response))
+                wait = call.after_response(response)
+                if wait is None:
+                    return call.finish(response)
+                response.close()
             self._sleep(wait)
+
+    def _admit(self, call: Call) -> Admission:
+        spec = self.spec
+        return spec.state.admit(spec.integration, spec.rate_limits, max_wait=call.max_wait())
+
+    def _report(self, call: Call, outcome: tuple[bool | None, RateLimitSignal]) -> None:
+        spec = self.spec
+        failure, signal = outcome
+        if failure is not None or signal.pause or signal.window:
+            call.transitioned(spec.state.report(spec.integration, spec.rate_limits, failure=failure, signal=signal))
 
     def close(self) -> None:
         self.inner.close()
@@ -284,28 +91,41 @@ class AsyncRetryTransport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         call = Call(self.spec, request)
         while True:
+            delay = call.admitted(await self._admit(call))
+            if delay:
+                await self._sleep(delay)
             call.begin_attempt()
             try:
                 response = await self.inner.handle_async_request(request)
+                if call.should_read(response) or response.status_code >= 400:
+                    try:
+                        await response.aread()
+                    except httpx2.TransportError:
+                        await response.aclose()
+                        raise
             except httpx2.TransportError as exc:
+                await self._report(call, call.error_outcome(exc))
                 wait = call.after_error(exc)
                 if wait is None:
                     raise call.failure(exc) from exc
             else:
-                try:
-                    if call.should_read(response) or response.status_code >= 400:
-                        await response.aread()
-                except httpx2.TransportError as exc:
-                    await response.aclose()
-                    wait = call.after_error(exc)
-                    if wait is None:
-                        raise call.failure(exc) from exc
-                else:
-                    wait = call.after_response(response)
-                    if wait is None:
-                        return call.finish(response)
-                    await response.aclose()
+                await self._report(call, call.response_outcome(response))
+                wait = call.after_response(response)
+                if wait is None:
+                    return call.finish(response)
+                await response.aclose()
             await self._sleep(wait)
+
+    async def _admit(self, call: Call) -> Admission:
+        spec = self.spec
+        return await spec.state.aadmit(spec.integration, spec.rate_limits, max_wait=call.max_wait())
+
+    async def _report(self, call: Call, outcome: tuple[bool | None, RateLimitSignal]) -> None:
+        spec = self.spec
+        failure, signal = outcome
+        if failure is not None or signal.pause or signal.window:
+            new_state = await spec.state.areport(spec.integration, spec.rate_limits, failure=failure, signal=signal)
+            call.transitioned(new_state)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -27,8 +27,10 @@ __all__ = [
     "AuthConfig",
     "BasicAuthConfig",
     "BearerAuthConfig",
+    "BreakerConfig",
     "HealthCheck",
     "IntegrationConfig",
+    "RateLimitConfig",
     "RetryConfig",
     "TetherConfig",
     "TimeoutConfig",
@@ -146,6 +148,57 @@ class RetryConfig(_Model):
         return value
 
 
+class RateLimitConfig(_Model):
+    """A client-side rate limit: ``"100/s"``, ``"6000/1m"``, or ``{ requests = 100, per = "1m", burst = 10 }``.
+
+    ``max_wait`` bounds how long a call queues for a slot before failing with ``ThrottledError``; by default
+    it is the call's remaining deadline.
+    """
+
+    requests: float = Field(gt=0)
+    per: Duration = 1.0
+    burst: int = Field(1, ge=1)
+    max_wait: Duration | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            from tether.policies.ratelimit import Rate
+
+            rate = Rate.parse(value)
+            return {"requests": rate.requests, "per": rate.per}
+        return value
+
+    @field_validator("per")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+
+class BreakerConfig(_Model):
+    """The circuit breaker: opens when ``failure_ratio`` of at least ``min_calls`` calls over ``window``
+    failed (5xx, timeouts, connection errors, and calls slower than ``slow_call``); stays open ``open_for``;
+    then lets ``probes`` calls through to test the API. ``breaker = false`` disables it."""
+
+    failure_ratio: float = Field(0.5, gt=0.0, le=1.0)
+    window: Duration = 30.0
+    min_calls: int = Field(10, ge=1)
+    open_for: Duration = 30.0
+    probes: int = Field(1, ge=1)
+    slow_call: Duration | None = None
+    enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return {"enabled": value}
+        return value
+
+
 class HealthCheck(_Model):
     """A cheap request that proves the integration works, e.g. ``"GET /v1/balance"``."""
 
@@ -188,6 +241,9 @@ class IntegrationConfig(_Model):
     notes: str | None = None
     health: HealthCheck | None = None
     ca_bundle: str | None = None
+    rate_limit: RateLimitConfig | None = None
+    concurrency: int | None = Field(None, ge=1)
+    breaker: BreakerConfig = BreakerConfig()
 
     @model_validator(mode="after")
     def _version_needs_header(self) -> IntegrationConfig:
@@ -203,9 +259,21 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class TetherConfig(_Model):
-    """The whole file."""
+    """The whole file.
 
+    ``state`` is where rate-limit budgets, 429 pauses and breakers live: ``"memory"`` (this process) or a
+    ``redis://`` URL to share them between every process and machine.
+    """
+
+    state: str = "memory"
     integrations: dict[str, IntegrationConfig] = {}
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, value: str) -> str:
+        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError('expected "memory" or a redis:// URL')
+        return value
 
     @field_validator("integrations")
     @classmethod

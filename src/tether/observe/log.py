@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["log_attempt", "log_call", "logger"]
+__all__ = ["log_attempt", "log_call", "log_transition", "logger"]
 
 logger = logging.getLogger("tether")
 # Without this, Python's last-resort handler would print warnings of an application that set up no logging.
@@ -43,3 +43,12 @@ def log_call(fields: dict[str, Any], *, failed: bool) -> None:
         f"{fields['elapsed']:.3f}s)"
     )
     logger.log(level, message, extra={"tether": {"event": "call", **fields}})
+
+
+def log_transition(integration: str, state: str, *, backend: str) -> None:
+    """Log a circuit breaker changing state (WARNING when it opens, INFO otherwise)."""
+    level = logging.WARNING if state == "open" else logging.INFO
+    if not logger.isEnabledFor(level):
+        return
+    fields = {"event": "breaker", "integration": integration, "state": state, "backend": backend}
+    logger.log(level, f"{integration}: circuit breaker {state.replace('_', '-')}", extra={"tether": fields})

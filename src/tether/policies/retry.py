@@ -144,6 +144,10 @@ class RetryState:
     def elapsed(self) -> float:
         return self.clock.monotonic() - self.started
 
+    def attempt_elapsed(self) -> float:
+        """Seconds since the current attempt began."""
+        return self.clock.monotonic() - self._attempt_started
+
     def begin_attempt(self, limits: Mapping[str, float | None]) -> dict[str, float | None]:
         """Start an attempt; returns its timeouts, each cut to the time left before the deadline."""
         self._attempt_started = self.clock.monotonic()

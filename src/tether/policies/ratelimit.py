@@ -1,0 +1,158 @@
+"""Client-side rate limiting: GCRA, and what the API's own headers say about its limits.
+
+GCRA (the generic cell rate algorithm) keeps one number per bucket, the theoretical arrival time (TAT) of the
+next request. A request may go once ``now >= TAT - burst_tolerance``; going moves the TAT one emission interval
+on. It needs no background timer, allows exactly the configured burst and no more (also at start-up), and its
+state fits in one Redis key, which is why the shared backend can decide in one atomic step.
+
+Everything here is pure: time comes in as an argument.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tether._durations import parse_duration
+from tether.policies.headers import parse_rate_limit_reset, retry_wait_from_headers
+
+__all__ = ["GCRA", "Rate", "RateLimitSignal", "read_rate_limit_headers"]
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*(?:\.\d+)?\s*(?:ms|s|m|h|d)?)\s*$")
+_WORDS = {"sec": "s", "second": "s", "min": "m", "minute": "m", "hour": "h", "day": "d"}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``requests`` per ``per`` seconds, with ``burst`` requests allowed back to back.
+
+    Attributes:
+        requests: How many requests per window.
+        per: The window in seconds.
+        burst: Requests allowed at once from idle (default 1: evenly spaced, no burst).
+    """
+
+    requests: float
+    per: float
+    burst: int = 1
+
+    def __post_init__(self) -> None:
+        if self.requests <= 0 or self.per <= 0:
+            raise ValueError("a rate needs a positive number of requests and a positive window")
+        if self.burst < 1:
+            raise ValueError("burst must be at least 1")
+
+    @property
+    def interval(self) -> float:
+        """Seconds between requests at the steady rate (the emission interval)."""
+        return self.per / self.requests
+
+    @classmethod
+    def parse(cls, text: str, *, burst: int = 1) -> Rate:
+        """Parse ``"100/s"``, ``"6000/1m"``, ``"10/sec"``, ``"1000/hour"``."""
+        for word, unit in _WORDS.items():
+            text = re.sub(rf"(?<=/)\s*{word}s?\s*$", unit, text.strip())
+        match = _RATE.match(text)
+        if not match:
+            raise ValueError(f"expected a rate such as '100/s' or '6000/1m', got {text!r}")
+        window = match.group(2).strip()
+        per = parse_duration(window if window[:1].isdigit() else f"1{window}")
+        return cls(float(match.group(1)), per, burst)
+
+    def __str__(self) -> str:
+        return f"{self.requests:g}/{self.per:g}s"
+
+
+class GCRA:
+    """The decision for one bucket: given its TAT and now, may a request go, and when."""
+
+    __slots__ = ("interval", "tolerance")
+
+    def __init__(self, rate: Rate) -> None:
+        self.interval = rate.interval
+        self.tolerance = rate.interval * (rate.burst - 1)
+
+    def reserve(self, tat: float | None, now: float, *, max_wait: float) -> tuple[float | None, float]:
+        """Reserve the next slot.
+
+        Returns:
+            ``(wait, new_tat)``: seconds to wait before sending (0: now) and the bucket's new TAT; or
+            ``(None, tat)`` when the wait would exceed ``max_wait``, in which case nothing is reserved.
+        """
+        start = now if tat is None or tat < now else tat
+        wait = max(0.0, start - self.tolerance - now)
+        if wait > max_wait:
+            return None, tat if tat is not None else now
+        return wait, start + self.interval
+
+
+@dataclass(frozen=True)
+class RateLimitSignal:
+    """What one response said about the limit.
+
+    Attributes:
+        pause: Seconds every caller should hold off (a 429/503 with a wait, or a budget at zero).
+        limit: The window's request budget the API reported, when it did.
+        window: The window in seconds, when the API said (IETF ``RateLimit-Policy``).
+        remaining: Requests left in the window.
+        tokens_remaining: AI APIs: tokens left (``x-ratelimit-remaining-tokens``).
+    """
+
+    pause: float = 0.0
+    limit: float | None = None
+    window: float | None = None
+    remaining: float | None = None
+    tokens_remaining: float | None = None
+
+
+_POLICY_WINDOW = re.compile(r"w=(\d+(?:\.\d+)?)")
+
+
+def _number(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        number = float(value.split(",")[0].split(";")[0].strip())
+    except ValueError:
+        return None
+    return number if number >= 0 else None
+
+
+def read_rate_limit_headers(status: int, headers: Mapping[str, str], *, now: float) -> RateLimitSignal:
+    """Read ``X-RateLimit-*``, IETF ``RateLimit``/``RateLimit-Policy``, OpenAI's and ``Retry-After`` headers.
+
+    ``now`` is wall-clock seconds (for epoch resets and HTTP-dates). Malformed values are ignored.
+    """
+    limit = _number(headers.get("x-ratelimit-limit") or headers.get("ratelimit-limit"))
+    limit = limit if limit is not None else _number(headers.get("x-ratelimit-limit-requests"))
+    remaining = _number(headers.get("x-ratelimit-remaining") or headers.get("ratelimit-remaining"))
+    remaining = remaining if remaining is not None else _number(headers.get("x-ratelimit-remaining-requests"))
+    window = None
+    combined = headers.get("ratelimit")  # draft-ietf-httpapi-ratelimit-headers: limit=100, remaining=5, reset=30
+    reset_from_combined = None
+    if combined:
+        fields = dict(part.strip().partition("=")[::2] for part in combined.replace(";", ",").split(","))
+        limit = limit if limit is not None else _number(fields.get("limit"))
+        remaining = remaining if remaining is not None else _number(fields.get("remaining") or fields.get("r"))
+        reset_from_combined = fields.get("reset") or fields.get("t")
+    policy = headers.get("ratelimit-policy")
+    if policy:
+        match = _POLICY_WINDOW.search(policy)
+        window = float(match.group(1)) if match else None
+        if limit is None:
+            limit = _number(policy)
+    pause = 0.0
+    if status in (429, 503):
+        pause = retry_wait_from_headers(headers, now=now) or (1.0 if status == 429 else 0.0)
+    elif remaining == 0:
+        reset = None
+        for name in ("x-ratelimit-reset", "ratelimit-reset", "x-ratelimit-reset-requests"):
+            reset = parse_rate_limit_reset(headers.get(name), now=now)
+            if reset is not None:
+                break
+        if reset is None and reset_from_combined:
+            reset = parse_rate_limit_reset(reset_from_combined, now=now)
+        pause = reset or 0.0
+    tokens = _number(headers.get("x-ratelimit-remaining-tokens"))
+    return RateLimitSignal(pause, limit, window, remaining, tokens)
