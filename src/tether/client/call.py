@@ -28,7 +28,7 @@ from tether.policies.breaker import State
 from tether.policies.budget import RetryBudget
 from tether.policies.clock import Clock, SystemClock
 from tether.policies.ratelimit import RateLimitSignal, read_rate_limit_headers
-from tether.policies.retry import ErrorKind, RetryPolicy, RetryState, classify_exception
+from tether.policies.retry import ErrorKind, GiveUp, RetryPolicy, RetryState, classify_exception
 from tether.state.base import Admission, Limits, StateBackend
 from tether.state.memory import MemoryState
 
@@ -84,12 +84,13 @@ class CallSpec:
 class Call:
     """One logical call: the retry state plus what to log and raise. No I/O."""
 
-    __slots__ = ("_limit_headers", "_request_id", "request", "spec", "state")
+    __slots__ = ("_limit_headers", "_probe", "_request_id", "request", "spec", "state")
 
     def __init__(self, spec: CallSpec, request: httpx2.Request) -> None:
         self.spec, self.request = spec, request
         self._request_id: str | None = None
         self._limit_headers = False
+        self._probe = False
         self.state = RetryState(
             spec.policy,
             budget=spec.budget,
@@ -108,7 +109,11 @@ class Call:
     def admitted(self, admission: Admission) -> float:
         """Seconds to wait before sending, or raise the typed error when the attempt may not go at all."""
         if admission.rejected is None:
+            if admission.probe:
+                self._probe = True
+                log_transition(self.spec.integration, State.HALF_OPEN.value, backend=self.spec.state.name)
             return admission.wait
+        self.state.give_up = GiveUp.CIRCUIT_OPEN if admission.rejected == "circuit_open" else GiveUp.THROTTLED
         error = error_for_rejection(self.spec.info, self.request, self.state, admission)
         self._log_call(None, type(error).__name__, failed=True)
         raise error
@@ -130,16 +135,24 @@ class Call:
 
     def error_outcome(self, exc: BaseException) -> tuple[bool | None, RateLimitSignal]:
         """What to report for an attempt that raised: outages count against the breaker, misconfiguration not."""
-        if self.spec.rate_limits.breaker is None or classify_exception(exc) is ErrorKind.FATAL:
+        if self.spec.rate_limits.breaker is None:
+            return None, _NO_SIGNAL
+        # A half-open probe must always report back, or its permit would never be returned.
+        if classify_exception(exc) is ErrorKind.FATAL and not self._probe:
             return None, _NO_SIGNAL
         return True, _NO_SIGNAL
+
+    def probe_outstanding(self) -> bool:
+        """Whether this call holds a half-open probe permit it has not reported on (it was interrupted)."""
+        return self._probe
 
     def _slow(self) -> bool:
         threshold = self.spec.rate_limits.breaker.slow_call if self.spec.rate_limits.breaker else None
         return threshold is not None and self.state.attempt_elapsed() > threshold
 
-    def transitioned(self, new_state: State | None) -> None:
-        """Log a breaker transition reported by the state backend."""
+    def reported(self, new_state: State | None) -> None:
+        """The state backend took this attempt's outcome; log the breaker transition it caused, if any."""
+        self._probe = False
         if new_state is not None:
             log_transition(self.spec.integration, new_state.value, backend=self.spec.state.name)
 

@@ -25,6 +25,8 @@ from tether.state.base import Admission
 
 __all__ = ["AsyncRetryTransport", "Call", "CallSpec", "RetryTransport"]
 
+_NO_SIGNAL = RateLimitSignal()
+
 
 class RetryTransport(httpx2.BaseTransport):
     """The sync policy transport: drives a :class:`Call` around an inner transport."""
@@ -54,6 +56,10 @@ class RetryTransport(httpx2.BaseTransport):
                 wait = call.after_error(exc)
                 if wait is None:
                     raise call.failure(exc) from exc
+            except BaseException:
+                if call.probe_outstanding():  # interrupted: give the probe permit back as a failure
+                    self._report(call, (True, _NO_SIGNAL))
+                raise
             else:
                 self._report(call, call.response_outcome(response))
                 wait = call.after_response(response)
@@ -70,7 +76,7 @@ class RetryTransport(httpx2.BaseTransport):
         spec = self.spec
         failure, signal = outcome
         if failure is not None or signal.pause or signal.window:
-            call.transitioned(spec.state.report(spec.integration, spec.rate_limits, failure=failure, signal=signal))
+            call.reported(spec.state.report(spec.integration, spec.rate_limits, failure=failure, signal=signal))
 
     def close(self) -> None:
         self.inner.close()
@@ -108,6 +114,10 @@ class AsyncRetryTransport(httpx2.AsyncBaseTransport):
                 wait = call.after_error(exc)
                 if wait is None:
                     raise call.failure(exc) from exc
+            except BaseException:
+                if call.probe_outstanding():  # interrupted or cancelled: give the probe permit back as a failure
+                    await self._report(call, (True, _NO_SIGNAL))
+                raise
             else:
                 await self._report(call, call.response_outcome(response))
                 wait = call.after_response(response)
@@ -125,7 +135,7 @@ class AsyncRetryTransport(httpx2.AsyncBaseTransport):
         failure, signal = outcome
         if failure is not None or signal.pause or signal.window:
             new_state = await spec.state.areport(spec.integration, spec.rate_limits, failure=failure, signal=signal)
-            call.transitioned(new_state)
+            call.reported(new_state)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

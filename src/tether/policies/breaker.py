@@ -41,6 +41,7 @@ class BreakerState:
     state: State = State.CLOSED
     opened_until: float = 0.0
     probes_out: int = 0
+    probes_until: float = 0.0  # probe permits lapse then, so a lost probe cannot wedge the breaker half-open
     buckets: dict[int, list[int]] | None = None  # second -> [calls, failures]
 
 
@@ -58,8 +59,11 @@ class CircuitBreaker:
             state.state, state.probes_out = State.HALF_OPEN, 0
         if state.state is State.HALF_OPEN:
             if state.probes_out >= self.settings.probes:
-                return False, 0.0
+                if now < state.probes_until:
+                    return False, state.probes_until - now
+                state.probes_out = 0  # the probes never reported back: hand out new ones
             state.probes_out += 1
+            state.probes_until = now + self.settings.open_for
         return True, 0.0
 
     def record(self, state: BreakerState, now: float, *, failure: bool) -> State | None:

@@ -20,6 +20,7 @@ from tether.policies.headers import parse_rate_limit_reset, retry_wait_from_head
 __all__ = ["GCRA", "Rate", "RateLimitSignal", "read_rate_limit_headers"]
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*(?:\.\d+)?\s*(?:ms|s|m|h|d)?)\s*$")
+_EPSILON = 1e-9
 _WORDS = {"sec": "s", "second": "s", "min": "m", "minute": "m", "hour": "h", "day": "d"}
 
 
@@ -54,7 +55,7 @@ class Rate:
         for word, unit in _WORDS.items():
             text = re.sub(rf"(?<=/)\s*{word}s?\s*$", unit, text.strip())
         match = _RATE.match(text)
-        if not match:
+        if not match or not match.group(2).strip():
             raise ValueError(f"expected a rate such as '100/s' or '6000/1m', got {text!r}")
         window = match.group(2).strip()
         per = parse_duration(window if window[:1].isdigit() else f"1{window}")
@@ -81,10 +82,18 @@ class GCRA:
             ``(None, tat)`` when the wait would exceed ``max_wait``, in which case nothing is reserved.
         """
         start = now if tat is None or tat < now else tat
-        wait = max(0.0, start - self.tolerance - now)
+        wait = self.wait(tat, now)
         if wait > max_wait:
             return None, tat if tat is not None else now
         return wait, start + self.interval
+
+    def wait(self, tat: float | None, now: float) -> float:
+        """Seconds until a request may go, without reserving anything."""
+        if tat is None or tat < now:
+            return 0.0
+        wait = tat - self.tolerance - now
+        # The TAT is a sum of intervals and the tolerance a product: a burst's last slot can differ by 1e-16.
+        return wait if wait > _EPSILON else 0.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,7 @@ class RateLimitSignal:
 
 
 _POLICY_WINDOW = re.compile(r"w=(\d+(?:\.\d+)?)")
+_POLICY_QUOTA = re.compile(r"q=(\d+(?:\.\d+)?)")
 
 
 def _number(value: str | None) -> float | None:
@@ -140,11 +150,17 @@ def read_rate_limit_headers(status: int, headers: Mapping[str, str], *, now: flo
     if policy:
         match = _POLICY_WINDOW.search(policy)
         window = float(match.group(1)) if match else None
-        if limit is None:
+        quota = _POLICY_QUOTA.search(policy)  # the newer draft: "default";q=100;w=60
+        if quota:
+            limit = float(quota.group(1))
+        elif limit is None:
             limit = _number(policy)
+        if (window is not None and not 0 < window < 1e9) or (limit is not None and not 0 < limit < 1e12):
+            window = None  # absurd values would turn into an infinite interval
     pause = 0.0
     if status in (429, 503):
-        pause = retry_wait_from_headers(headers, now=now) or (1.0 if status == 429 else 0.0)
+        asked = retry_wait_from_headers(headers, now=now)
+        pause = asked if asked is not None else (1.0 if status == 429 else 0.0)
     elif remaining == 0:
         reset = None
         for name in ("x-ratelimit-reset", "ratelimit-reset", "x-ratelimit-reset-requests"):

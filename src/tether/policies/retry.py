@@ -80,6 +80,8 @@ class GiveUp(enum.Enum):
     DEADLINE = "deadline exceeded"
     WAIT_PAST_DEADLINE = "requested wait past deadline"
     BUDGET = "retry budget exhausted"
+    CIRCUIT_OPEN = "circuit open"
+    THROTTLED = "throttled"
 
 
 @dataclass(frozen=True)

@@ -41,9 +41,10 @@ class MemoryState:
             if wait > max_wait:
                 return Admission(rejected="paused", retry_in=wait)
             if rate is not None:
-                reserved, tat = GCRA(rate).reserve(entry.tat, start, max_wait=max(0.0, max_wait - wait))
+                gcra = GCRA(rate)
+                reserved, tat = gcra.reserve(entry.tat, start, max_wait=max(0.0, max_wait - wait))
                 if reserved is None:
-                    return Admission(rejected="rate_limit", retry_in=max(0.0, (entry.tat or now) - now))
+                    return Admission(rejected="rate_limit", retry_in=wait + gcra.wait(entry.tat, start))
                 wait += reserved
             probe = False
             if limits.breaker is not None:
