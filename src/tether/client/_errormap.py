@@ -182,6 +182,18 @@ def error_for_rejection(
                 f"a probe goes through in {retry_in:.1f}s; check the provider's status page, or serve a fallback",
             ),
         )
+    elif admission.rejected == "concurrency":
+        error = errors.ThrottledError(
+            request=request,
+            **_context(
+                info,
+                request,
+                state,
+                "too many calls in flight: every place under this integration's concurrency cap stayed taken "
+                "for as long as this call could wait",
+                "the API is slow or the cap is too low for the load; raise concurrency, or shed load",
+            ),
+        )
     elif admission.rejected == "paused":
         error = errors.ThrottledError(
             request=request,

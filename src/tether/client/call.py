@@ -26,6 +26,7 @@ from tether.observe.log import log_attempt, log_call, log_transition, logger
 from tether.observe.redact import redact_text
 from tether.policies.breaker import State
 from tether.policies.budget import RetryBudget
+from tether.policies.bulkhead import Bulkhead
 from tether.policies.clock import Clock, SystemClock
 from tether.policies.ratelimit import RateLimitSignal, read_rate_limit_headers
 from tether.policies.retry import ErrorKind, GiveUp, RetryPolicy, RetryState, classify_exception
@@ -60,6 +61,7 @@ class CallSpec:
         state: Where rate-limit budgets, pauses and breakers live (shared by every client of the hub).
         rate_limits: The integration's rate limit and breaker settings.
         max_wait: Longest a call queues for a rate-limit slot (``None``: its remaining deadline).
+        bulkhead: The cap on the integration's attempts in flight (``concurrency``), if any.
     """
 
     integration: str
@@ -74,6 +76,7 @@ class CallSpec:
     state: StateBackend = field(default_factory=MemoryState)
     rate_limits: Limits = field(default_factory=Limits)
     max_wait: float | None = None
+    bulkhead: Bulkhead | None = None
 
     def __post_init__(self) -> None:
         self.info = CallInfo(
@@ -113,10 +116,17 @@ class Call:
                 self._probe = True
                 log_transition(self.spec.integration, State.HALF_OPEN.value, backend=self.spec.state.name)
             return admission.wait
+        raise self._refused(admission)
+
+    def crowded(self) -> errors.CallError:
+        """The error for an attempt that found no place in the bulkhead within its wait."""
+        return self._refused(Admission(rejected="concurrency"))
+
+    def _refused(self, admission: Admission) -> errors.CallError:
         self.state.give_up = GiveUp.CIRCUIT_OPEN if admission.rejected == "circuit_open" else GiveUp.THROTTLED
         error = error_for_rejection(self.spec.info, self.request, self.state, admission)
         self._log_call(None, type(error).__name__, failed=True)
-        raise error
+        return error
 
     def response_outcome(self, response: httpx2.Response) -> tuple[bool | None, RateLimitSignal]:
         """What to report to the state backend: a breaker failure (or ``None``) and the rate-limit signal."""

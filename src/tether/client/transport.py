@@ -42,24 +42,13 @@ class RetryTransport(httpx2.BaseTransport):
             delay = call.admitted(self._admit(call))
             if delay:
                 self._sleep(delay)
-            call.begin_attempt()
-            try:
-                response = self.inner.handle_request(request)
-                if call.should_read(response) or response.status_code >= 400:
-                    try:
-                        response.read()
-                    except httpx2.TransportError:
-                        response.close()
-                        raise
-            except httpx2.TransportError as exc:
-                self._report(call, call.error_outcome(exc))
-                wait = call.after_error(exc)
+            response, error = self._attempt(call, request)
+            if response is None:
+                assert error is not None
+                self._report(call, call.error_outcome(error))
+                wait = call.after_error(error)
                 if wait is None:
-                    raise call.failure(exc) from exc
-            except BaseException:
-                if call.probe_outstanding():  # interrupted: give the probe permit back as a failure
-                    self._report(call, (True, _NO_SIGNAL))
-                raise
+                    raise call.failure(error) from error
             else:
                 self._report(call, call.response_outcome(response))
                 wait = call.after_response(response)
@@ -67,6 +56,33 @@ class RetryTransport(httpx2.BaseTransport):
                     return call.finish(response)
                 response.close()
             self._sleep(wait)
+
+    def _attempt(
+        self, call: Call, request: httpx2.Request
+    ) -> tuple[httpx2.Response | None, httpx2.TransportError | None]:
+        """One attempt, inside the bulkhead: send, and read the body when it is buffered."""
+        bulkhead = self.spec.bulkhead
+        if bulkhead is not None and not bulkhead.acquire(call.max_wait()):
+            raise call.crowded()
+        call.begin_attempt()
+        try:
+            response = self.inner.handle_request(request)
+            if call.should_read(response) or response.status_code >= 400:
+                try:
+                    response.read()
+                except httpx2.TransportError:
+                    response.close()
+                    raise
+            return response, None
+        except httpx2.TransportError as exc:
+            return None, exc
+        except BaseException:
+            if call.probe_outstanding():  # interrupted: give the probe permit back as a failure
+                self._report(call, (True, _NO_SIGNAL))
+            raise
+        finally:
+            if bulkhead is not None:
+                bulkhead.release()
 
     def _admit(self, call: Call) -> Admission:
         spec = self.spec
@@ -100,24 +116,13 @@ class AsyncRetryTransport(httpx2.AsyncBaseTransport):
             delay = call.admitted(await self._admit(call))
             if delay:
                 await self._sleep(delay)
-            call.begin_attempt()
-            try:
-                response = await self.inner.handle_async_request(request)
-                if call.should_read(response) or response.status_code >= 400:
-                    try:
-                        await response.aread()
-                    except httpx2.TransportError:
-                        await response.aclose()
-                        raise
-            except httpx2.TransportError as exc:
-                await self._report(call, call.error_outcome(exc))
-                wait = call.after_error(exc)
+            response, error = await self._attempt(call, request)
+            if response is None:
+                assert error is not None
+                await self._report(call, call.error_outcome(error))
+                wait = call.after_error(error)
                 if wait is None:
-                    raise call.failure(exc) from exc
-            except BaseException:
-                if call.probe_outstanding():  # interrupted or cancelled: give the probe permit back as a failure
-                    await self._report(call, (True, _NO_SIGNAL))
-                raise
+                    raise call.failure(error) from error
             else:
                 await self._report(call, call.response_outcome(response))
                 wait = call.after_response(response)
@@ -125,6 +130,33 @@ class AsyncRetryTransport(httpx2.AsyncBaseTransport):
                     return call.finish(response)
                 await response.aclose()
             await self._sleep(wait)
+
+    async def _attempt(
+        self, call: Call, request: httpx2.Request
+    ) -> tuple[httpx2.Response | None, httpx2.TransportError | None]:
+        """One attempt, inside the bulkhead: send, and read the body when it is buffered."""
+        bulkhead = self.spec.bulkhead
+        if bulkhead is not None and not await bulkhead.aacquire(call.max_wait()):
+            raise call.crowded()
+        call.begin_attempt()
+        try:
+            response = await self.inner.handle_async_request(request)
+            if call.should_read(response) or response.status_code >= 400:
+                try:
+                    await response.aread()
+                except httpx2.TransportError:
+                    await response.aclose()
+                    raise
+            return response, None
+        except httpx2.TransportError as exc:
+            return None, exc
+        except BaseException:
+            if call.probe_outstanding():  # interrupted or cancelled: give the probe permit back as a failure
+                await self._report(call, (True, _NO_SIGNAL))
+            raise
+        finally:
+            if bulkhead is not None:
+                bulkhead.arelease()
 
     async def _admit(self, call: Call) -> Admission:
         spec = self.spec

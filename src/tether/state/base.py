@@ -36,7 +36,8 @@ class Admission:
     Attributes:
         wait: Seconds to wait before sending (rate limit or a pause the API asked for).
         rejected: Why the attempt must not go at all: ``"circuit_open"``, ``"paused"`` (the API asked every
-            caller to hold off longer than this call may wait) or ``"rate_limit"`` (the next slot is too far).
+            caller to hold off longer than this call may wait), ``"rate_limit"`` (the next slot is too far) or
+            ``"concurrency"`` (no place under the integration's cap freed up in time).
         retry_in: With ``rejected``: seconds until it could go.
         probe: The attempt is a half-open probe of the breaker.
     """
