@@ -519,3 +519,18 @@ async def test_async_admit_and_report_share_the_sync_state() -> None:
     await state.areport("acme", limits, failure=None, signal=RateLimitSignal(pause=1.0))
     assert (await state.aadmit("acme", limits, max_wait=5.0)).wait == 1.0
     assert state.admit("acme", limits, max_wait=5.0).wait == pytest.approx(1.1)
+
+
+def test_a_spent_token_budget_pauses_until_the_tokens_reset() -> None:
+    """OpenAI-style: x-ratelimit-remaining-tokens 0 with x-ratelimit-reset-tokens '6m0s' pauses for 360 s."""
+    signal = read_rate_limit_headers(
+        200,
+        {
+            "x-ratelimit-remaining-tokens": "0",
+            "x-ratelimit-reset-tokens": "6m0s",
+            "x-ratelimit-remaining-requests": "9",
+        },
+        now=1_700_000_000.0,
+    )
+    assert signal.tokens_remaining == 0
+    assert signal.pause == 360.0

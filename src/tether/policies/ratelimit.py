@@ -171,4 +171,7 @@ def read_rate_limit_headers(status: int, headers: Mapping[str, str], *, now: flo
             reset = parse_rate_limit_reset(reset_from_combined, now=now)
         pause = reset or 0.0
     tokens = _number(headers.get("x-ratelimit-remaining-tokens"))
+    if tokens == 0 and status < 400:
+        # An AI API's token budget is spent: the next call would be a 429, so hold off until it refills.
+        pause = max(pause, parse_rate_limit_reset(headers.get("x-ratelimit-reset-tokens"), now=now) or 0.0)
     return RateLimitSignal(pause, limit, window, remaining, tokens)
