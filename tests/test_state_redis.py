@@ -629,3 +629,26 @@ def test_repr_names_the_server_but_not_the_password(url: str, where: str) -> Non
     with RedisState(url, prefix="app:") as backend:
         assert repr(backend) == f"<RedisState {where} prefix='app:'>"
     assert backend.name == "redis"
+
+
+async def test_cancelling_a_call_waiting_on_redis_is_never_lost(redis_url: str) -> None:
+    """redis.asyncio on Python 3.11 can swallow a cancel of an in-flight command; tether re-raises it."""
+    state = RedisState(redis_url, prefix=f"tether:cancel-{uuid.uuid4().hex}:")
+    limits = Limits()
+    lost = 0
+    try:
+        for attempt in range(1500):
+            task = asyncio.create_task(state.aadmit("k", limits, max_wait=1.0))
+            for _ in range(attempt % 13):  # cancel at different points of the command's round trip
+                await asyncio.sleep(0)
+            finished_first = task.done()
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                continue
+            lost += not finished_first
+    finally:
+        await state.aclose()
+        state.close()
+    assert lost == 0

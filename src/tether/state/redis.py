@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -136,7 +137,9 @@ class RedisState:
         if self._use_redis():
             try:
                 script = self._async_scripts()[0]
-                reply = await script(keys=self._key_names(key)[0], args=self._admit_args(limits, max_wait))
+                reply = await _uncancelled(
+                    script(keys=self._key_names(key)[0], args=self._admit_args(limits, max_wait))
+                )
             except _ERRORS as exc:
                 self._failed(exc)
             else:
@@ -149,8 +152,8 @@ class RedisState:
         if self._use_redis():
             try:
                 script = self._async_scripts()[1]
-                reply = await script(
-                    keys=self._key_names(key)[1], args=self._report_args(limits, failure=failure, signal=signal)
+                reply = await _uncancelled(
+                    script(keys=self._key_names(key)[1], args=self._report_args(limits, failure=failure, signal=signal))
                 )
             except _ERRORS as exc:
                 self._failed(exc)
@@ -305,3 +308,18 @@ def _describe(url: str) -> str:
     if parts.scheme == "unix":
         return parts.path
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+
+async def _uncancelled(awaitable: Awaitable[Any]) -> Any:
+    """Await a redis-py call without losing a cancellation.
+
+    On Python 3.11, redis.asyncio can swallow a ``CancelledError`` delivered while a command is in flight
+    (measured: about a quarter of cancels of an in-flight command), so ``task.cancel()`` or ``asyncio.timeout``
+    around a tether call would be ignored. A cancellation requested during the await is re-raised here.
+    """
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    result = await awaitable
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
+    return result
