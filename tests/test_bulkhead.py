@@ -94,3 +94,32 @@ async def test_async_tasks_beyond_the_cap_wait_and_the_place_is_freed_on_errors(
 def test_a_bulkhead_needs_a_positive_limit() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Bulkhead(0)
+
+
+def test_concurrency_in_tether_toml_caps_every_client_of_the_integration() -> None:
+    from tether.config import parse_config
+
+    hub = tether.Hub(
+        parse_config('[integrations.slow]\nbase_url = "http://slow.test"\nconcurrency = 1\ntimeout = "200ms"')
+    )
+    release = threading.Event()
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.url.path)
+        release.wait(1.0)
+        return httpx2.Response(200)
+
+    first = hub.client("slow", network=httpx2.MockTransport(handler))
+    second = hub.client("slow", network=httpx2.MockTransport(handler))
+    worker = threading.Thread(target=first.get, args=("/first",))
+    worker.start()
+    while not seen:
+        threading.Event().wait(0.001)
+    with pytest.raises(tether.ThrottledError):
+        second.get("/second")  # waits its 200 ms deadline for the one place, then gives up
+    release.set()
+    worker.join(5)
+    first.close()
+    second.close()
+    assert seen == ["/first"]

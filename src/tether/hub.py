@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -11,16 +12,20 @@ from typing import Any
 
 import httpx2
 
-from tether.client.build import client_options, network_transport, spec_for
+from tether.client._cache_keys import Keyring
+from tether.client.build import cache_spec_for, client_options, network_transport, spec_for
+from tether.client.cache import AsyncCacheTransport, CacheSpec, CacheStats, CacheTransport
 from tether.client.clients import TetherAsyncClient, TetherClient
 from tether.client.transport import AsyncRetryTransport, RetryTransport
 from tether.config.loader import find_config, load_config
 from tether.config.models import IntegrationConfig, TetherConfig
 from tether.observe.redact import install_log_filters
 from tether.policies.budget import RetryBudget
+from tether.policies.bulkhead import Bulkhead
 from tether.policies.clock import Clock, SystemClock
 from tether.state.base import StateBackend
 from tether.state.memory import MemoryState
+from tether.store import CacheStorage, Store, open_store
 
 __all__ = ["Hub"]
 
@@ -28,9 +33,9 @@ __all__ = ["Hub"]
 class Hub:
     """Every integration of one ``tether.toml``, with the state their calls share.
 
-    Clients are cheap to make but should be reused: each one owns a connection pool. Policy state (the retry
-    budget now; rate limits and breakers later) belongs to the hub, so every client of an integration, sync
-    or async, shares it.
+    Clients are cheap to make but should be reused: each one owns a connection pool. Policy state (retry
+    budgets, rate limits, breakers) and the cache belong to the hub, so every client of an integration, sync
+    or async, shares them. Close the hub (or use it as a context manager) when done: it owns the store.
 
     Args:
         config: The validated configuration.
@@ -40,6 +45,8 @@ class Hub:
         async_sleep: The async counterpart of ``sleep``.
         state: Where rate-limit budgets, pauses and breakers live; by default what ``state`` in the config
             says (``memory``, or Redis shared by every process).
+        store: Where the HTTP cache keeps responses; by default what ``store`` in the config says, opened on
+            first use (a store passed here is the caller's to close).
     """
 
     def __init__(
@@ -51,6 +58,7 @@ class Hub:
         sleep: Callable[[float], None] = time.sleep,
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         state: StateBackend | None = None,
+        store: Store | None = None,
     ) -> None:
         self.config = config
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
@@ -61,6 +69,15 @@ class Hub:
             name: RetryBudget(ratio=integration.retry.budget, clock=self.clock)
             for name, integration in config.integrations.items()
         }
+        self._bulkheads = {
+            name: Bulkhead(integration.concurrency)
+            for name, integration in config.integrations.items()
+            if integration.concurrency is not None
+        }
+        self._stats = {name: CacheStats() for name in config.integrations}
+        self._store, self._owns_store = store, store is None
+        self._keyring: Keyring | None = None
+        self._store_lock = threading.Lock()
         install_log_filters()
 
     @classmethod
@@ -72,6 +89,32 @@ class Hub:
         """
         file = find_config(path)
         return cls(load_config(file), base_dir=file.resolve().parent, **kwargs)
+
+    @property
+    def store(self) -> Store:
+        """The store (``store`` in the config), opened on first use."""
+        with self._store_lock:
+            if self._store is None:
+                self._store = open_store(self.config.store, self.base_dir)
+            return self._store
+
+    def stats(self, name: str) -> dict[str, int]:
+        """Counters of ``name``'s cache and fallbacks: ``cache_hits``, ``cache_misses``, ``fallbacks``…"""
+        self.integration(name)
+        return self._stats[name].snapshot()
+
+    def close(self) -> None:
+        """Close the store this hub opened. Clients still open then see cache misses."""
+        with self._store_lock:
+            if self._store is not None and self._owns_store:
+                self._store.close()
+                self._store, self._keyring = None, None
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @property
     def integrations(self) -> Mapping[str, IntegrationConfig]:
@@ -92,8 +135,11 @@ class Hub:
 
     def transport(
         self, name: str, *, raise_for_status: bool = False, network: httpx2.BaseTransport | None = None
-    ) -> RetryTransport:
+    ) -> RetryTransport | CacheTransport:
         """The sync policy transport of ``name``, for an SDK that takes a transport.
+
+        With ``cache`` or ``fallback`` configured it is a :class:`~tether.client.cache.CacheTransport` around
+        the :class:`~tether.client.transport.RetryTransport`; otherwise the retry transport itself.
 
         Args:
             name: The integration.
@@ -103,15 +149,19 @@ class Hub:
         """
         config = self.integration(name)
         inner = network or network_transport(config, self.base_dir, asynchronous=False)
-        return RetryTransport(inner, self._spec(name, raise_for_status), sleep=self._sleep)
+        retry = RetryTransport(inner, self._spec(name, raise_for_status), sleep=self._sleep)
+        cache = self._cache_spec(name)
+        return retry if cache is None else CacheTransport(retry, cache)
 
     def async_transport(
         self, name: str, *, raise_for_status: bool = False, network: httpx2.AsyncBaseTransport | None = None
-    ) -> AsyncRetryTransport:
+    ) -> AsyncRetryTransport | AsyncCacheTransport:
         """The async policy transport of ``name``; see :meth:`transport`."""
         config = self.integration(name)
         inner = network or network_transport(config, self.base_dir, asynchronous=True)
-        return AsyncRetryTransport(inner, self._spec(name, raise_for_status), sleep=self._async_sleep)
+        retry = AsyncRetryTransport(inner, self._spec(name, raise_for_status), sleep=self._async_sleep)
+        cache = self._cache_spec(name)
+        return retry if cache is None else AsyncCacheTransport(retry, cache)
 
     def client(
         self,
@@ -152,7 +202,20 @@ class Hub:
             clock=self.clock,
             raise_for_status=raise_for_status,
             state=self.state,
+            bulkhead=self._bulkheads.get(name),
         )
+
+    def _cache_spec(self, name: str) -> CacheSpec | None:
+        return cache_spec_for(
+            name, self.integration(name), backend=self._cache_backend, stats=self._stats[name], clock=self.clock
+        )
+
+    def _cache_backend(self) -> tuple[CacheStorage, Keyring]:
+        storage = self.store.cache_storage()
+        with self._store_lock:
+            if self._keyring is None:
+                self._keyring = Keyring(storage.salt)
+            return storage, self._keyring
 
     def __repr__(self) -> str:
         return f"Hub(integrations={sorted(self.config.integrations)!r})"

@@ -5,10 +5,16 @@ A request through ``hub.client(name)`` passes, outermost first:
 1. ``httpx2.Client``: base URL, default headers (User-Agent, the API version header), cookies, redirects.
 2. The ``Auth`` flow (``tether.auth``): outside the transports so that a flow that renews credentials on a
    401 can replay the request once, and so every retry below carries the same, current credentials.
-3. :class:`~tether.client.transport.RetryTransport`: the call's deadline, per-attempt timeouts, retries with
-   backoff, the idempotency key, logs, typed errors. Later policies (rate limit, breaker) sit inside it so
-   each attempt is admitted separately; caching will sit outside it, so a cache hit costs no attempt.
-4. The network transport: ``httpx2.HTTPTransport`` (sync) or :class:`AiohttpTransport` (async), because
+3. :class:`~tether.client.cache.CacheTransport` (only when the integration has ``cache`` or ``fallback``):
+   outside the retry transport, so a response served from the cache spends no attempt, no retry budget and
+   no rate-limit slot, and never waits behind a breaker; and so that a fallback stands in for the final
+   error the retry transport gives up with (an open breaker included), never for one attempt that a retry
+   would have fixed. Inside the auth flow, so it sees the credentials it must vary the cache key by (the
+   store keeps only a fingerprint of them).
+4. :class:`~tether.client.transport.RetryTransport`: the call's deadline, per-attempt timeouts, retries with
+   backoff, the idempotency key, logs, typed errors. The rate limit and the breaker sit inside it so each
+   attempt is admitted separately.
+5. The network transport: ``httpx2.HTTPTransport`` (sync) or :class:`AiohttpTransport` (async), because
    httpx2's own async socket layer falls far behind aiohttp under concurrency (docs/benchmarks.md).
 """
 
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import ssl
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +30,20 @@ import httpx2
 
 from tether import __version__
 from tether.auth.static import auth_from_config, credential_source
+from tether.client._cache_keys import Keyring
+from tether.client.cache import CachePolicy, CacheSpec, CacheStats
 from tether.client.transport import CallSpec
 from tether.config.models import IntegrationConfig
 from tether.policies.breaker import BreakerSettings
 from tether.policies.budget import RetryBudget
+from tether.policies.bulkhead import Bulkhead
 from tether.policies.clock import Clock
 from tether.policies.ratelimit import Rate
 from tether.policies.retry import RetryPolicy
 from tether.state.base import Limits, StateBackend
+from tether.store import CacheStorage
 
-__all__ = ["USER_AGENT", "client_options", "environment_proxy", "network_transport", "spec_for"]
+__all__ = ["USER_AGENT", "cache_spec_for", "client_options", "environment_proxy", "network_transport", "spec_for"]
 
 USER_AGENT = f"tether/{__version__}"
 LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=30.0)
@@ -58,6 +69,7 @@ def spec_for(
     clock: Clock,
     raise_for_status: bool,
     state: StateBackend,
+    bulkhead: Bulkhead | None = None,
 ) -> CallSpec:
     """The call spec (policies and limits) of integration ``name``."""
     timeout = config.timeout
@@ -79,7 +91,28 @@ def spec_for(
         state=state,
         rate_limits=limits_for(config),
         max_wait=config.rate_limit.max_wait if config.rate_limit else None,
+        bulkhead=bulkhead,
     )
+
+
+def cache_spec_for(
+    name: str,
+    config: IntegrationConfig,
+    *,
+    backend: Callable[[], tuple[CacheStorage, Keyring]],
+    stats: CacheStats,
+    clock: Clock,
+) -> CacheSpec | None:
+    """The cache spec of integration ``name``, or ``None`` when it has neither ``cache`` nor ``fallback``.
+
+    ``backend`` opens the store; it is called only when the policy keeps responses (a cache, or a stale
+    fallback), so integrations without them never create the store's file.
+    """
+    policy = CachePolicy.from_config(config)
+    if policy is None:
+        return None
+    storage, keyring = backend() if policy.stores else (None, None)
+    return CacheSpec(name, policy, storage, keyring, stats, clock)
 
 
 def ssl_context(config: IntegrationConfig, base_dir: Path) -> ssl.SSLContext:
