@@ -21,10 +21,10 @@ import httpx2
 import pytest
 
 import tether
+from fakes import Timeline
 from tether.client._cache_rules import EndpointRules
 from tether.config import parse_config
 from tether.errors import ConfigError
-from tether.policies import ManualClock
 from tether.store.http_cache import SqliteCacheStorage
 
 TOML = """
@@ -86,21 +86,6 @@ def counting(headers: dict[str, str] | None = None, *, age: float = 0.0) -> Upst
         ),
     )
     return upstream
-
-
-class Timeline:
-    """Manual time for the retry transport's waits (rate limits, backoff): the fake sleep records and advances."""
-
-    def __init__(self) -> None:
-        self.clock = ManualClock()
-        self.waits: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.clock.advance(seconds)
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 class Tether:

@@ -18,6 +18,7 @@ import httpx2
 import pytest
 
 import tether
+from fakes import Timeline
 from tether.config import parse_config
 from tether.policies import ManualClock
 from tether.state import MemoryState
@@ -36,21 +37,6 @@ Outcome = Callable[[httpx2.Request], httpx2.Response]
 
 
 # --- fakes ---------------------------------------------------------------------------------------------
-
-
-class Timeline:
-    """Manual time: the fake sleeps record each wait and move the clock instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.clock = ManualClock()
-        self.waits: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.clock.advance(seconds)
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 class Upstream:

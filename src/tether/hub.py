@@ -65,6 +65,7 @@ class Hub:
         self.clock = clock or SystemClock()
         self._sleep, self._async_sleep = sleep, async_sleep
         self.state = state if state is not None else _state_for(config, self.clock)
+        self._owns_state = state is None
         self._budgets = {
             name: RetryBudget(ratio=integration.retry.budget, clock=self.clock)
             for name, integration in config.integrations.items()
@@ -104,11 +105,14 @@ class Hub:
         return self._stats[name].snapshot()
 
     def close(self) -> None:
-        """Close the store this hub opened. Clients still open then see cache misses."""
+        """Close the store and the state backend this hub opened. Clients still open then see cache misses."""
         with self._store_lock:
             if self._store is not None and self._owns_store:
                 self._store.close()
                 self._store, self._keyring = None, None
+        close_state = getattr(self.state, "close", None)
+        if self._owns_state and callable(close_state):
+            close_state()
 
     def __enter__(self) -> Hub:
         return self
