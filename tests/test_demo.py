@@ -23,5 +23,7 @@ def test_demo_runs_every_scenario_and_reports_attempts_waits_and_outcomes() -> N
     assert "failed now instead of sleeping" in out
     assert "TruncatedJSONError" in out
     assert "env var SANDBOX_WRONG_KEY" in out
+    assert "ThrottledError" in out, "the API's 120 s pause holds for the next call"
+    assert "CircuitOpenError" in out, "the breaker opened after four 503s"
     assert "sk_test_revoked" not in out + result.stderr, "the wrong key itself is never printed"
     assert "Traceback" not in result.stderr
