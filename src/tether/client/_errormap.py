@@ -12,7 +12,7 @@ import httpx2
 
 from tether import errors
 from tether.observe.redact import redact_text, redact_url
-from tether.policies.retry import GiveUp, RetryState
+from tether.policies.retry import GiveUp, RetryState, certificate_error
 from tether.state.base import Admission
 
 __all__ = [
@@ -279,7 +279,7 @@ def error_for_exception(
                 "raise timeout.read / timeout.total for slow endpoints, or check the provider's status",
             ),
         )
-    tls = _ssl_cause(exc)
+    tls = certificate_error(exc)
     if tls is not None:
         return _tls_error(info, request, state, tls)
     if isinstance(exc, httpx2.ConnectError):
@@ -306,17 +306,6 @@ def error_for_exception(
             ),
         )
     raise TypeError(f"not a transport error: {exc!r}")
-
-
-def _ssl_cause(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
 
 
 def _tls_error(

@@ -16,6 +16,7 @@ the async transport, so the rules exist once:
 from __future__ import annotations
 
 import enum
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from tether.policies.budget import RetryBudget
 from tether.policies.clock import Clock
 from tether.policies.headers import retry_wait_from_headers
 
-__all__ = ["ErrorKind", "GiveUp", "RetryPolicy", "RetryState", "classify_exception"]
+__all__ = ["ErrorKind", "GiveUp", "RetryPolicy", "RetryState", "certificate_error", "classify_exception"]
 
 # A retry with less time than this left is not worth starting.
 _MIN_ATTEMPT_TIME = 0.01
@@ -46,7 +47,7 @@ class ErrorKind(enum.Enum):
 def classify_exception(exc: BaseException) -> ErrorKind:
     """Sort a transport exception into an :class:`ErrorKind`."""
     if isinstance(exc, httpx2.ConnectError):
-        return ErrorKind.FATAL if _is_tls_verification(exc) else ErrorKind.CONNECT
+        return ErrorKind.FATAL if certificate_error(exc) is not None else ErrorKind.CONNECT
     if isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout):
         return ErrorKind.CONNECT
     if isinstance(exc, httpx2.ReadTimeout | httpx2.WriteTimeout):
@@ -56,17 +57,16 @@ def classify_exception(exc: BaseException) -> ErrorKind:
     return ErrorKind.FATAL
 
 
-def _is_tls_verification(exc: BaseException) -> bool:
-    import ssl
-
+def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind ``exc``, found along its cause/context chain."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, ssl.SSLCertVerificationError):
-            return True
+            return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return False
+    return None
 
 
 class GiveUp(enum.Enum):
