@@ -1,3 +1,23 @@
 """Fixtures shared by every test module."""
 
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
 pytest_plugins = ["sandbox_fixtures", "upstream_fixtures"]
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo the handlers and levels the CLI's logging set-up installs."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in ("tether", "httpx2")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, saved in levels.items():
+        logging.getLogger(name).setLevel(saved)

@@ -6,12 +6,10 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +25,10 @@ TETHER = Path(sys.executable).parent / "tether"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> None:
     """No stray $TETHER_CONFIG; the logging set-up each command installs is undone afterwards."""
     monkeypatch.delenv("TETHER_CONFIG", raising=False)
     monkeypatch.setenv("TETHER_CLI_TEST_TOKEN", TOKEN)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    levels = {name: logging.getLogger(name).level for name in ("tether", "httpx2")}
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, saved in levels.items():
-        logging.getLogger(name).setLevel(saved)
 
 
 @pytest.fixture
