@@ -6,6 +6,11 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: the machine is shared and a loaded moment is not a bug (the properties still run).
+settings.register_profile("tether", deadline=None)
+settings.load_profile("tether")
 
 pytest_plugins = ["sandbox_fixtures", "upstream_fixtures"]
 

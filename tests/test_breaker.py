@@ -26,12 +26,17 @@ class Breaker:
         self.breaker = CircuitBreaker(settings)
         self.state = BreakerState()
         self.now = now
+        self.probe = False  # the last admitted call was a half-open probe
 
     def admit(self) -> tuple[bool, float]:
-        return self.breaker.admit(self.state, self.now)
+        half_open = self.state.state is not State.CLOSED
+        allowed, retry_in = self.breaker.admit(self.state, self.now)
+        self.probe = allowed and half_open
+        return allowed, retry_in
 
     def record(self, *, failure: bool) -> State | None:
-        return self.breaker.record(self.state, self.now, failure=failure)
+        """The outcome of the last admitted call."""
+        return self.breaker.record(self.state, self.now, failure=failure, probe=self.probe)
 
     def call(self, *, failure: bool) -> State | None:
         """Admit a call and record its outcome; the call must be admitted."""
@@ -227,7 +232,7 @@ def test_the_breaker_never_opens_with_fewer_than_min_calls_in_the_window(
             assert retry_in >= 0.0
             continue
         before = state.state
-        changed = breaker.record(state, now, failure=failure)
+        changed = breaker.record(state, now, failure=failure, probe=before is not State.CLOSED)
         if before is State.CLOSED:
             since_closed.append((now, failure))
             if changed is State.OPEN:
@@ -249,11 +254,22 @@ def test_an_open_breaker_admits_nothing_before_open_for_has_passed(
     now, opened_at = 0.0, None
     for gap, failure in steps:
         now += gap
+        probe = state.state is not State.CLOSED
         allowed, _ = breaker.admit(state, now)
         if opened_at is not None and now < opened_at + settings.open_for:
             assert not allowed
-        if allowed and breaker.record(state, now, failure=failure) is State.OPEN:
+        if allowed and breaker.record(state, now, failure=failure, probe=probe) is State.OPEN:
             opened_at = now
+
+
+def test_a_late_outcome_of_a_call_admitted_before_the_trip_does_not_decide_half_open() -> None:
+    breaker = Breaker()
+    breaker.trip()
+    breaker.now += 30.0
+    assert breaker.admit() == (True, 0.0)  # the probe
+    assert breaker.breaker.record(breaker.state, breaker.now, failure=False) is None  # not the probe's
+    assert breaker.state.state is State.HALF_OPEN
+    assert breaker.record(failure=False) is State.CLOSED
 
 
 # --- the in-memory state backend drives the breaker -------------------------------------------------------
@@ -286,7 +302,7 @@ def test_memory_state_marks_the_half_open_admission_as_a_probe() -> None:
     probe = state.admit("acme", limits, max_wait=30.0)
     assert (probe.rejected, probe.probe) == (None, True)
     assert state.admit("acme", limits, max_wait=30.0).rejected == "circuit_open"
-    assert state.report("acme", limits, failure=False, signal=NO_SIGNAL) is State.CLOSED
+    assert state.report("acme", limits, failure=False, signal=NO_SIGNAL, probe=True) is State.CLOSED
     assert state.admit("acme", limits, max_wait=30.0) == GO
 
 

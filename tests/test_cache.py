@@ -22,9 +22,9 @@ import pytest
 
 import tether
 from fakes import Timeline
-from tether.client._cache_rules import EndpointRules
 from tether.config import parse_config
 from tether.errors import ConfigError
+from tether.policies.endpoints import EndpointRules
 from tether.store.http_cache import SqliteCacheStorage
 
 TOML = """
@@ -699,7 +699,8 @@ def test_cache_shorthand_is_a_table_of_endpoint_ttls() -> None:
 def test_cache_errors_name_their_key_path() -> None:
     assert _problems('cache = { "GET v1/products" = "1h" }') == [
         "integrations.shop.cache.ttl: 'GET v1/products' is not an endpoint pattern; write \"METHOD /path\" or "
-        '"/path", with * for any run of characters, e.g. "GET /v1/products*"'
+        '"/path", with * for any run of characters and {name} for one path segment, e.g. "GET /v1/products*" '
+        'or "GET /v1/users/{id}"'
     ]
     assert _problems('cache = { "GET /v1/p" = "soon" }')[0].startswith("integrations.shop.cache.ttl.GET /v1/p: ")
     assert _problems("cache = { enabld = true }") == [

@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tether.policies import ManualClock
-from tether.policies.ratelimit import GCRA, Rate, RateLimitSignal, read_rate_limit_headers
+from tether.policies.endpoints import EndpointRules
+from tether.policies.ratelimit import GCRA, Rate, RateLimitSignal, read_rate_limit_headers, tokens_used
 from tether.state.base import GO, Limits
 from tether.state.memory import MemoryState
 
@@ -534,3 +535,44 @@ def test_a_spent_token_budget_pauses_until_the_tokens_reset() -> None:
     )
     assert signal.tokens_remaining == 0
     assert signal.pause == 360.0
+
+
+# --- what a 429 without a word and an AI API's usage say ----------------------------------------------------
+
+
+def test_a_bare_429_asks_to_slow_down_and_an_explained_one_does_not() -> None:
+    def signal(status: int, headers: dict[str, str] | None = None) -> RateLimitSignal:
+        return read_rate_limit_headers(status, httpx2.Headers(headers), now=NOW)
+
+    assert signal(429).slow_down
+    assert not signal(429, {"Retry-After": "3"}).slow_down
+    assert not signal(429, {"X-RateLimit-Limit": "100"}).slow_down
+    assert not signal(503).slow_down
+
+
+@pytest.mark.parametrize(
+    ("document", "tokens"),
+    [
+        ({"usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}, 15.0),
+        ({"usage": {"input_tokens": 10, "output_tokens": 5}}, 15.0),
+        ({"usageMetadata": {"promptTokenCount": 3, "totalTokenCount": 9}}, 9.0),
+        ({"usage": {"total_tokens": "15"}}, 0.0),
+        ({"usage": {"total_tokens": True}}, 0.0),
+        ({"usage": {"input_tokens": 10}}, 0.0),
+        ({"usage": {"total_tokens": -4}}, 0.0),
+        ({"usage": None}, 0.0),
+        ([{"usage": {"total_tokens": 1}}], 0.0),
+        ("usage", 0.0),
+    ],
+)
+def test_tokens_used_reads_openai_anthropic_and_gemini_usage(document: object, tokens: float) -> None:
+    assert tokens_used(document) == tokens
+
+
+def test_endpoint_templates_match_one_segment_and_globs_any_run() -> None:
+    rules = EndpointRules({"GET /v1/users/{id}": "user", "/v1/users/{id}/*": "below", "/v1/*": "any"})
+    assert rules.lookup("GET", "/v1/users/7") == "user"
+    assert rules.lookup("GET", "/v1/users/7/repos/1") == "below"
+    assert rules.lookup("POST", "/v1/users/7") == "any"
+    assert rules.lookup("GET", "/v1/users/") == "any"  # a template needs a segment
+    assert rules.lookup("GET", "/v2/x") is None

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from tether.policies.breaker import BreakerSettings, State
 from tether.policies.clock import ManualClock
 from tether.policies.ratelimit import Rate, RateLimitSignal
-from tether.state.base import GO, Admission, Limits
+from tether.state.base import GO, Admission, Group, Limits
 from tether.state.memory import MemoryState
 from tether.state.redis import RedisState
 
@@ -107,12 +107,18 @@ class Driver:
         return self.backend.admit(key, limits, max_wait=max_wait)
 
     async def report(
-        self, limits: Limits, *, key: str = "api", failure: bool | None = None, signal: RateLimitSignal = NO_SIGNAL
+        self,
+        limits: Limits,
+        *,
+        key: str = "api",
+        failure: bool | None = None,
+        signal: RateLimitSignal = NO_SIGNAL,
+        probe: bool = False,
     ) -> State | None:
         self.started = self.started or time.monotonic()
         if self.mode == "async":
-            return await self.backend.areport(key, limits, failure=failure, signal=signal)
-        return self.backend.report(key, limits, failure=failure, signal=signal)
+            return await self.backend.areport(key, limits, failure=failure, signal=signal, probe=probe)
+        return self.backend.report(key, limits, failure=failure, signal=signal, probe=probe)
 
 
 @pytest.fixture(params=["memory-sync", "redis-sync", "redis-async"])
@@ -231,7 +237,7 @@ async def test_half_open_admits_exactly_probes_and_the_first_outcome_decides(
     assert admissions[:2] == [Admission(probe=True)] * 2
     assert [admission.rejected for admission in admissions[2:]] == ["circuit_open"] * 2
     assert all(driver.about(admission.retry_in, 0.2) for admission in admissions[2:])  # the probes' lease
-    assert await driver.report(limits, failure=outcome) is after
+    assert await driver.report(limits, failure=outcome, probe=True) is after
     if after is State.CLOSED:
         assert await driver.admit(limits) == GO
         assert await driver.report(limits, failure=OK) is None  # the window starts afresh
@@ -239,6 +245,17 @@ async def test_half_open_admits_exactly_probes_and_the_first_outcome_decides(
         reopened = await driver.admit(limits)
         assert reopened.rejected == "circuit_open"
         assert driver.about(reopened.retry_in, 0.2)
+
+
+async def test_an_outcome_of_a_call_admitted_before_the_trip_does_not_decide_half_open(driver: Driver) -> None:
+    limits = Limits(breaker=BreakerSettings(min_calls=1, open_for=0.05))
+    assert await driver.report(limits, failure=FAIL) is State.OPEN
+    await asyncio.sleep(0.06)
+    assert await driver.admit(limits) == Admission(probe=True)
+    assert await driver.report(limits, failure=OK) is None  # a slow call from before the trip answers late
+    assert await driver.report(limits, failure=FAIL) is None
+    assert (await driver.admit(limits)).rejected == "circuit_open"  # the probe is still out
+    assert await driver.report(limits, failure=OK, probe=True) is State.CLOSED
 
 
 async def test_a_rate_limit_rejection_hands_out_no_probe(driver: Driver) -> None:
@@ -252,6 +269,96 @@ async def test_a_rate_limit_rejection_hands_out_no_probe(driver: Driver) -> None
     assert driver.about(probe.wait, 1.0)
 
 
+# -- endpoint groups, token budgets, slowing down -------------------------------------------------------------
+
+
+async def test_a_group_call_needs_room_in_its_group_and_in_its_integration(driver: Driver) -> None:
+    search = Limits(rate=Rate(10, 1), group=Group("GET /search*", rate=Rate(1, 1)))
+    other = Limits(rate=Rate(10, 1))
+    assert await driver.admit(search) == GO  # took a slot of both
+    third = await driver.admit(other)
+    assert driver.about(third.wait, 0.1)  # the integration's budget counted the search call
+    queued = await driver.admit(search)
+    # The group's slot is the later one: only it is taken; the integration's is asked for when the call goes.
+    assert queued.again
+    assert driver.about(queued.wait, 1.0)
+    fourth = await driver.admit(other)
+    assert driver.about(fourth.wait, 0.2)  # not held up behind the queued search call
+    assert (await driver.admit(search, max_wait=0.5)).rejected == "rate_limit"
+    later = await driver.admit(search.outer())
+    assert not later.again
+    assert driver.about(later.wait, 0.3)
+
+
+async def test_a_busy_integration_holds_group_calls_too(driver: Driver) -> None:
+    search = Limits(rate=Rate(1, 1), group=Group("GET /search*", rate=Rate(10, 1)))
+    assert await driver.admit(Limits(rate=Rate(1, 1))) == GO
+    held = await driver.admit(search)
+    assert not held.again  # the integration's slot is the later one: both are taken at once
+    assert driver.about(held.wait, 1.0)
+
+
+async def test_a_group_with_its_own_breaker_neither_feeds_nor_consults_the_integrations(driver: Driver) -> None:
+    breaker = BreakerSettings(min_calls=1, open_for=60)
+    fragile = Limits(breaker=breaker, group=Group("POST /v1/reports", breaker=breaker))
+    rest = Limits(breaker=breaker)
+    assert await driver.report(fragile, failure=FAIL) is State.OPEN
+    assert (await driver.admit(fragile)).rejected == "circuit_open"
+    assert await driver.admit(rest) == GO  # the rest of the API is fine
+    assert await driver.report(rest, failure=FAIL) is State.OPEN
+    assert (await driver.admit(rest)).rejected == "circuit_open"
+
+
+async def test_a_group_without_a_breaker_answers_to_the_integrations(driver: Driver) -> None:
+    limits = Limits(breaker=BreakerSettings(min_calls=1, open_for=60), group=Group("/search*", rate=Rate(5, 1)))
+    assert await driver.report(limits, failure=FAIL) is State.OPEN
+    assert (await driver.admit(Limits(breaker=limits.breaker))).rejected == "circuit_open"
+
+
+async def test_what_the_api_says_is_kept_by_a_group_with_its_own_rate(driver: Driver) -> None:
+    search = Limits(group=Group("GET /search*", rate=Rate(30, 60)))
+    await driver.report(search, signal=RateLimitSignal(pause=0.5))
+    assert (await driver.admit(search, max_wait=0.1)).rejected == "paused"
+    assert await driver.admit(Limits()) == GO  # the core API is not paused
+    plain_group = Limits(group=Group("POST /v1/reports", breaker=BreakerSettings()))
+    await driver.report(plain_group, key="other", signal=RateLimitSignal(pause=0.5))
+    assert (await driver.admit(Limits(), key="other", max_wait=0.1)).rejected == "paused"
+
+
+async def test_tokens_used_are_debited_and_hold_calls_once_the_budget_is_spent(driver: Driver) -> None:
+    limits = Limits(tokens=Rate(1000, 1, burst=1000))  # 1,000 tokens a second
+    assert await driver.admit(limits) == GO
+    await driver.report(limits, signal=RateLimitSignal(tokens_used=600))
+    assert await driver.admit(limits) == GO  # 400 left: a call may go, its cost is not known before
+    await driver.report(limits, signal=RateLimitSignal(tokens_used=900))
+    held = await driver.admit(limits)
+    assert driver.about(held.wait, 0.501)  # 1,500 spent of 1,000 (the budget less the one token the next call needs)
+    assert (await driver.admit(limits, max_wait=0.1)).rejected == "rate_limit"
+
+
+async def test_the_apis_own_lower_token_count_wins(driver: Driver) -> None:
+    limits = Limits(tokens=Rate(1000, 1, burst=1000))
+    await driver.report(limits, signal=RateLimitSignal(tokens_used=10, tokens_remaining=0))
+    held = await driver.admit(limits)
+    assert driver.about(held.wait, 0.001)  # nothing left: the next token comes in 1 ms
+    await driver.report(limits, key="b", signal=RateLimitSignal(tokens_remaining=5000))
+    assert await driver.admit(limits, key="b") == GO  # more than the budget: the budget still caps it
+
+
+async def test_a_429_that_says_nothing_lowers_the_rate_until_it_expires(driver: Driver) -> None:
+    limits = Limits(rate=Rate(10, 1))
+    await driver.report(limits, signal=RateLimitSignal(slow_down=True))
+    assert await driver.admit(limits) == GO
+    lowered = await driver.admit(limits)
+    assert driver.about(lowered.wait, 0.1 / 0.9)
+    await driver.report(limits, signal=RateLimitSignal(slow_down=True))
+    assert driver.about((await driver.admit(limits)).wait, 2 * 0.1 / 0.9)
+    fourth = await driver.admit(limits)
+    assert driver.about(fourth.wait, 2 * 0.1 / 0.9 + 0.1 / 0.81)  # lowered again, from the lowered rate
+    await driver.report(Limits(), key="unlimited", signal=RateLimitSignal(slow_down=True))
+    assert await driver.admit(Limits(), key="unlimited") == GO  # nothing configured: nothing to lower
+
+
 # -- exactly MemoryState's numbers, under one manual clock --------------------------------------------------
 
 OPS = st.one_of(
@@ -261,6 +368,10 @@ OPS = st.one_of(
         st.sampled_from([None, FAIL, OK]),
         st.sampled_from([0.0, 0.0, 0.2, 1.5]),
         st.sampled_from([None, None, (2.0, 1.0), (50.0, 1.0), (1.0, 3.0)]),
+        st.booleans(),  # a probe's outcome
+        st.sampled_from([False, False, True]),  # slow down
+        st.sampled_from([0.0, 0.0, 30.0, 700.0]),  # tokens used
+        st.sampled_from([None, None, 0.0, 100.0]),  # tokens remaining
     ),
     st.tuples(st.just("advance"), st.sampled_from([0.001, 0.05, 0.1, 0.3, 1.0])),
 )
@@ -281,23 +392,46 @@ BREAKERS = st.one_of(
 )
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rate=RATES, breaker=BREAKERS, ops=st.lists(OPS, max_size=40))
+TOKENS = st.one_of(st.none(), st.builds(lambda n: Rate(n, 1.0, burst=n), st.sampled_from([100, 1000])))
+GROUPS = st.one_of(st.none(), st.builds(Group, st.just("POST /v1/x*"), rate=RATES, breaker=BREAKERS, tokens=TOKENS))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rate=RATES,
+    breaker=BREAKERS,
+    tokens=TOKENS,
+    group=GROUPS,
+    ops=st.lists(OPS, max_size=40),
+)
 async def test_every_decision_equals_memory_state_under_the_same_clock(
-    state: RedisState, rate: Rate | None, breaker: BreakerSettings | None, ops: list[tuple[Any, ...]]
+    state: RedisState,
+    rate: Rate | None,
+    breaker: BreakerSettings | None,
+    tokens: Rate | None,
+    group: Group | None,
+    ops: list[tuple[Any, ...]],
 ) -> None:
     clock = ManualClock(start=1_000.0)
     memory = MemoryState(clock=clock)
     state._script_clock = clock  # the scripts take this time instead of Redis TIME
-    key, limits = uuid.uuid4().hex, Limits(rate=rate, breaker=breaker)
+    key, limits = uuid.uuid4().hex, Limits(rate=rate, breaker=breaker, tokens=tokens, group=group)
     for op in ops:
         if op[0] == "admit":
             expected = memory.admit(key, limits, max_wait=op[1])
             assert state.admit(key, limits, max_wait=op[1]) == expected, op
         elif op[0] == "report":
-            signal = RateLimitSignal(pause=op[2], limit=op[3] and op[3][0], window=op[3] and op[3][1])
-            expected_state = memory.report(key, limits, failure=op[1], signal=signal)
-            assert state.report(key, limits, failure=op[1], signal=signal) is expected_state, op
+            _, failure, pause, learned, probe, slow_down, used, remaining = op
+            signal = RateLimitSignal(
+                pause=pause,
+                limit=learned and learned[0],
+                window=learned and learned[1],
+                slow_down=slow_down,
+                tokens_used=used,
+                tokens_remaining=remaining,
+            )
+            expected_state = memory.report(key, limits, failure=failure, signal=signal, probe=probe)
+            assert state.report(key, limits, failure=failure, signal=signal, probe=probe) is expected_state, op
         else:
             clock.advance(op[1])
 
@@ -333,12 +467,24 @@ async def test_every_key_has_a_ttl_no_longer_than_what_it_records(state: RedisSt
     assert 3_602_900 < ttl["{b}:breaker"] <= 3_603_000  # open for 2 s, then idle_ttl
 
 
+async def test_group_and_token_keys_share_the_integrations_hash_tag_and_expire(
+    state: RedisState, raw: redis.Redis
+) -> None:
+    limits = Limits(tokens=Rate(1000, 1, burst=1000), group=Group("POST /v1/chat/*", rate=Rate(10, 1)))
+    state.admit("ai", limits, max_wait=1.0)
+    state.report("ai", limits, failure=None, signal=RateLimitSignal(tokens_used=1500.0, slow_down=True))
+    ttl = {key.decode().removeprefix(state.prefix): raw.pttl(key) for key in raw.scan_iter(f"{state.prefix}*")}
+    assert set(ttl) == {"{ai}:tokens", "{ai}:POST /v1/chat/*:tat", "{ai}:POST /v1/chat/*:rate"}
+    assert 2_400 < ttl["{ai}:tokens"] <= 2_500  # 1.5 s of budget spent, plus a second
+    assert 299_000 < ttl["{ai}:POST /v1/chat/*:rate"] <= 300_000  # a slow-down lasts five minutes
+
+
 async def test_a_closing_breaker_deletes_its_keys(state: RedisState, raw: redis.Redis) -> None:
     limits = Limits(breaker=BreakerSettings(min_calls=1, open_for=0.05))
     state.report("api", limits, failure=FAIL, signal=NO_SIGNAL)
     await asyncio.sleep(0.06)
     assert state.admit("api", limits, max_wait=0).probe
-    assert state.report("api", limits, failure=OK, signal=NO_SIGNAL) is State.CLOSED
+    assert state.report("api", limits, failure=OK, signal=NO_SIGNAL, probe=True) is State.CLOSED
     assert list(raw.scan_iter(f"{state.prefix}*")) == []
 
 

@@ -1,21 +1,16 @@
 """The cache's and the fallback's decisions, without I/O: which rule applies to a request, what hishel's RFC 9111
 state machine is shown, which stored response may stand in for a failed call.
 
-Endpoint patterns are ``"METHOD /path"`` or ``"/path"`` (any method), where ``*`` matches any run of characters,
-``/`` included, and nothing else is special. They match the request's path relative to the integration's
-``base_url`` (what the code passes to ``client.get``), without the query string. When several match, the
-longest pattern wins, so the order they are written in does not matter.
+Endpoint patterns are matched by :mod:`tether.policies.endpoints`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
-from typing import Generic, TypeVar
 
 import hishel
 import httpx2
@@ -24,6 +19,7 @@ from hishel._core._spec import get_freshness_lifetime, vary_headers_match
 
 from tether import errors
 from tether.config.models import FallbackConfig, IntegrationConfig, StaticResponse
+from tether.policies.endpoints import EndpointRules, relative_path
 
 __all__ = [
     "CACHEABLE_METHODS",
@@ -36,8 +32,6 @@ __all__ = [
     "static_response",
     "storable",
 ]
-
-T = TypeVar("T")
 
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
 # Methods whose success invalidates the cached responses of their URL (RFC 9111 section 4.4).
@@ -56,37 +50,6 @@ _OUTAGES = (
     errors.ServerError,
 )
 _SHARED = False  # an API client is a private cache: one application, one set of credentials per key
-
-
-class _Pattern:
-    __slots__ = ("method", "regex", "text")
-
-    def __init__(self, text: str) -> None:
-        method, _, path = text.strip().rpartition(" ")
-        method = method.strip().upper()
-        self.text = text
-        self.method = None if method in ("", "*") else method
-        self.regex = re.compile(".*".join(re.escape(part) for part in path.split("*")) + r"\Z")
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and self.regex.match(path) is not None
-
-
-class EndpointRules(Generic[T]):
-    """Values per endpoint pattern; :meth:`lookup` returns the value of the longest matching pattern."""
-
-    def __init__(self, rules: Mapping[str, T] | Iterable[tuple[str, T]] = ()) -> None:
-        items = rules.items() if isinstance(rules, Mapping) else rules
-        self._rules = sorted(((_Pattern(text), value) for text, value in items), key=lambda r: -len(r[0].text))
-
-    def lookup(self, method: str, path: str) -> T | None:
-        for pattern, value in self._rules:
-            if pattern.matches(method, path):
-                return value
-        return None
-
-    def __bool__(self) -> bool:
-        return bool(self._rules)
 
 
 @dataclass(frozen=True)
@@ -131,11 +94,7 @@ class CachePolicy:
 
     def relative_path(self, url: httpx2.URL) -> str:
         """The request's path as the integration's code wrote it: relative to ``base_url``."""
-        path = url.path
-        base = self.base_path
-        if base and (path == base or path.startswith(base + "/")):
-            return path[len(base) :] or "/"
-        return path
+        return relative_path(url.path, self.base_path)
 
 
 def _stale_rules(fallback: FallbackConfig) -> EndpointRules[bool]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ssl
 import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,33 +33,70 @@ from tether import __version__
 from tether.auth.static import auth_from_config, credential_source
 from tether.client._cache_keys import Keyring
 from tether.client.cache import CachePolicy, CacheSpec, CacheStats
+from tether.client.call import Route
 from tether.client.transport import CallSpec
-from tether.config.models import IntegrationConfig
+from tether.config.models import BreakerConfig, IntegrationConfig, RateLimitConfig
 from tether.policies.breaker import BreakerSettings
 from tether.policies.budget import RetryBudget
 from tether.policies.bulkhead import Bulkhead
 from tether.policies.clock import Clock
+from tether.policies.endpoints import EndpointRules
 from tether.policies.ratelimit import Rate
 from tether.policies.retry import RetryPolicy
-from tether.state.base import Limits, StateBackend
+from tether.state.base import Group, Limits, StateBackend
 from tether.store import CacheStorage
 
-__all__ = ["USER_AGENT", "cache_spec_for", "client_options", "environment_proxy", "network_transport", "spec_for"]
+__all__ = [
+    "USER_AGENT",
+    "cache_spec_for",
+    "client_options",
+    "environment_proxy",
+    "limits_for",
+    "network_transport",
+    "routes_for",
+    "spec_for",
+]
 
 USER_AGENT = f"tether/{__version__}"
 LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=30.0)
 
 
 def limits_for(config: IntegrationConfig) -> Limits:
-    """The rate limit and breaker settings of an integration, as the state backend takes them."""
-    rate = None
-    if config.rate_limit is not None:
-        rate = Rate(config.rate_limit.requests, config.rate_limit.per, config.rate_limit.burst)
-    breaker = None
-    if config.breaker.enabled:
-        b = config.breaker
-        breaker = BreakerSettings(b.failure_ratio, b.window, b.min_calls, b.open_for, b.probes, b.slow_call)
-    return Limits(rate, breaker)
+    """The rate limit, token budget and breaker settings of an integration, as the state backend takes them."""
+    return Limits(_rate(config.rate_limit), _breaker(config.breaker), _tokens(config.tokens_per_minute))
+
+
+def routes_for(config: IntegrationConfig) -> EndpointRules[Route]:
+    """The limits of each endpoint group (``endpoints``): the integration's, with the group's inside."""
+    outer = limits_for(config)
+    rules = []
+    for pattern, endpoint in config.endpoints.items():
+        group = Group(
+            pattern, _rate(endpoint.rate_limit), _breaker(endpoint.breaker), _tokens(endpoint.tokens_per_minute)
+        )
+        limits = replace(outer, group=group)
+        if endpoint.breaker is not None and not endpoint.breaker.enabled:
+            limits = replace(limits, breaker=None)  # breaker = false: no breaker for these endpoints at all
+        max_wait = endpoint.rate_limit.max_wait if endpoint.rate_limit is not None else None
+        rules.append((pattern, Route(limits, max_wait)))
+    return EndpointRules(rules)
+
+
+def _rate(config: RateLimitConfig | None) -> Rate | None:
+    return None if config is None else Rate(config.requests, config.per, config.burst)
+
+
+def _tokens(per_minute: int | None) -> Rate | None:
+    # The whole minute's budget may be spent at once, as the APIs that count tokens allow.
+    return None if per_minute is None else Rate(per_minute, 60.0, burst=per_minute)
+
+
+def _breaker(config: BreakerConfig | None) -> BreakerSettings | None:
+    if config is None or not config.enabled:
+        return None
+    return BreakerSettings(
+        config.failure_ratio, config.window, config.min_calls, config.open_for, config.probes, config.slow_call
+    )
 
 
 def spec_for(
@@ -90,6 +128,8 @@ def spec_for(
         clock=clock,
         state=state,
         rate_limits=limits_for(config),
+        routes=routes_for(config),
+        base_path=(config.base_url.path or "").rstrip("/"),
         max_wait=config.rate_limit.max_wait if config.rate_limit else None,
         bulkhead=bulkhead,
     )

@@ -7,8 +7,9 @@ The state backend's answers (rate limit, pause, breaker) pass through it the sam
 
 from __future__ import annotations
 
+import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx2
@@ -28,12 +29,13 @@ from tether.policies.breaker import State
 from tether.policies.budget import RetryBudget
 from tether.policies.bulkhead import Bulkhead
 from tether.policies.clock import Clock, SystemClock
-from tether.policies.ratelimit import RateLimitSignal, read_rate_limit_headers
+from tether.policies.endpoints import EndpointRules, relative_path
+from tether.policies.ratelimit import RateLimitSignal, read_rate_limit_headers, tokens_used
 from tether.policies.retry import ErrorKind, GiveUp, RetryPolicy, RetryState, classify_exception
-from tether.state.base import Admission, Limits, StateBackend
+from tether.state.base import Admission, Limits, StateBackend, breaker_of
 from tether.state.memory import MemoryState
 
-__all__ = ["BUFFER_LIMIT", "Call", "CallSpec"]
+__all__ = ["BUFFER_LIMIT", "Call", "CallSpec", "Route"]
 
 # Bodies at most this large are read inside the retry loop, so a connection that drops mid-body is retried.
 BUFFER_LIMIT = 8 * 1024 * 1024
@@ -59,7 +61,10 @@ class CallSpec:
         credential_source: Where the credential comes from, for the 401 hint.
         clock: Time source.
         state: Where rate-limit budgets, pauses and breakers live (shared by every client of the hub).
-        rate_limits: The integration's rate limit and breaker settings.
+        rate_limits: The integration's rate limit, token budget and breaker settings.
+        routes: The endpoint groups with limits of their own (``endpoints``), matched against the request's
+            path relative to ``base_path``.
+        base_path: ``base_url``'s path.
         max_wait: Longest a call queues for a rate-limit slot (``None``: its remaining deadline).
         bulkhead: The cap on the integration's attempts in flight (``concurrency``), if any.
     """
@@ -75,6 +80,8 @@ class CallSpec:
     clock: Clock = field(default_factory=SystemClock)
     state: StateBackend = field(default_factory=MemoryState)
     rate_limits: Limits = field(default_factory=Limits)
+    routes: EndpointRules[Route] = field(default_factory=EndpointRules)
+    base_path: str = ""
     max_wait: float | None = None
     bulkhead: Bulkhead | None = None
 
@@ -82,18 +89,63 @@ class CallSpec:
         self.info = CallInfo(
             self.integration, self.credential_source, self.limits.get("connect"), self.limits.get("read")
         )
+        self.route = Route(self.rate_limits, self.max_wait)
+
+    def route_for(self, request: httpx2.Request) -> Route:
+        """The limits a request answers to: its endpoint group's, else the integration's."""
+        if not self.routes:
+            return self.route
+        path = relative_path(request.url.path, self.base_path)
+        route = self.routes.lookup(request.method, path)
+        if route is None:
+            return self.route
+        return route if route.max_wait is not None else Route(route.limits, self.max_wait)
+
+
+@dataclass(frozen=True)
+class Route:
+    """The limits of one endpoint group, or of the whole integration.
+
+    Attributes:
+        limits: What the state backend admits the call against.
+        max_wait: Longest a call queues for a rate-limit slot (``None``: its remaining deadline).
+    """
+
+    limits: Limits
+    max_wait: float | None = None
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether a response's ``usage`` is debited from a token budget."""
+        group = self.limits.group
+        return self.limits.tokens is not None or (group is not None and group.tokens is not None)
 
 
 class Call:
     """One logical call: the retry state plus what to log and raise. No I/O."""
 
-    __slots__ = ("_limit_headers", "_probe", "_request_id", "request", "spec", "state")
+    __slots__ = (
+        "_json",
+        "_limit_headers",
+        "_outer",
+        "_probe",
+        "_request_id",
+        "breaker",
+        "request",
+        "route",
+        "spec",
+        "state",
+    )
 
     def __init__(self, spec: CallSpec, request: httpx2.Request) -> None:
         self.spec, self.request = spec, request
+        self.route = spec.route_for(request)
+        self.breaker = breaker_of(self.route.limits)
         self._request_id: str | None = None
         self._limit_headers = False
+        self._json = False
         self._probe = False
+        self._outer = False
         self.state = RetryState(
             spec.policy,
             budget=spec.budget,
@@ -106,16 +158,26 @@ class Call:
     def max_wait(self) -> float:
         """How long this attempt may queue for a rate-limit slot or a pause."""
         remaining = self.state.remaining()
-        configured = self.spec.max_wait
+        configured = self.route.max_wait
         return remaining if configured is None else min(configured, remaining)
 
+    def admission_limits(self) -> Limits:
+        """What to ask the state backend to admit this attempt against."""
+        return self.route.limits.outer() if self._outer else self.route.limits
+
     def admitted(self, admission: Admission) -> float:
-        """Seconds to wait before sending, or raise the typed error when the attempt may not go at all."""
+        """Seconds to wait before sending, or raise the typed error when the attempt may not go at all.
+
+        When ``admission.again``, only the endpoint group's slot was taken: after the wait, the transport
+        asks again (:meth:`admission_limits` then gives the integration's budgets alone).
+        """
         if admission.rejected is None:
             if admission.probe:
                 self._probe = True
                 log_transition(self.spec.integration, State.HALF_OPEN.value, backend=self.spec.state.name)
+            self._outer = admission.again
             return admission.wait
+        self._outer = False
         raise self._refused(admission)
 
     def crowded(self) -> errors.CallError:
@@ -132,7 +194,7 @@ class Call:
         """What to report to the state backend: a breaker failure (or ``None``) and the rate-limit signal."""
         status = response.status_code
         failure: bool | None = None
-        if self.spec.rate_limits.breaker is not None:
+        if self.breaker is not None:
             # 429 and other 4xx prove the API is up: they count as successes, not failures.
             failure = True if status >= 500 or status == 408 else self._slow()
         if not self.spec.policy.respect_retry_after:
@@ -141,11 +203,15 @@ class Call:
             signal = read_rate_limit_headers(status, response.headers, now=self.spec.clock.wall())
         else:
             signal = _NO_SIGNAL
+        if self._json and status < 400 and self.route.counts_tokens:
+            used = _tokens_in(response)
+            if used:
+                signal = replace(signal, tokens_used=used)
         return failure, signal
 
     def error_outcome(self, exc: BaseException) -> tuple[bool | None, RateLimitSignal]:
         """What to report for an attempt that raised: outages count against the breaker, misconfiguration not."""
-        if self.spec.rate_limits.breaker is None:
+        if self.breaker is None:
             return None, _NO_SIGNAL
         # A half-open probe must always report back, or its permit would never be returned.
         if classify_exception(exc) is ErrorKind.FATAL and not self._probe:
@@ -156,8 +222,12 @@ class Call:
         """Whether this call holds a half-open probe permit it has not reported on (it was interrupted)."""
         return self._probe
 
+    def probe(self) -> bool:
+        """Whether the attempt being reported was a half-open probe."""
+        return self._probe
+
     def _slow(self) -> bool:
-        threshold = self.spec.rate_limits.breaker.slow_call if self.spec.rate_limits.breaker else None
+        threshold = self.breaker.slow_call if self.breaker is not None else None
         return threshold is not None and self.state.attempt_elapsed() > threshold
 
     def reported(self, new_state: State | None) -> None:
@@ -189,6 +259,7 @@ class Call:
             elif name.startswith((b"x-ratelimit", b"ratelimit", b"retry-after")):
                 self._limit_headers = True
         self._request_id = request_id
+        self._json = content_type is not None and b"json" in content_type
         if self.request.extensions.get("tether.stream"):
             return False
         if content_type is not None and b"text/event-stream" in content_type:
@@ -294,6 +365,20 @@ def _replayable(request: httpx2.Request) -> bool:
     except httpx2.RequestNotRead:
         return False
     return True
+
+
+def _tokens_in(response: httpx2.Response) -> float:
+    """The tokens a buffered JSON response says the call used (0 when unread, unparsable or not said)."""
+    try:
+        body = response.content
+    except httpx2.ResponseNotRead:
+        return 0.0  # streamed: the usage comes at the end of the stream, which tether does not read
+    if b'"usage' not in body:
+        return 0.0  # most responses: skip parsing them
+    try:
+        return tokens_used(json.loads(body))
+    except ValueError:
+        return 0.0
 
 
 def _peer(response: httpx2.Response | None) -> str | None:

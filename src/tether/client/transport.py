@@ -39,9 +39,12 @@ class RetryTransport(httpx2.BaseTransport):
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         call = Call(self.spec, request)
         while True:
-            delay = call.admitted(self._admit(call))
-            if delay:
-                self._sleep(delay)
+            again = True
+            while again:  # twice when an endpoint group's slot comes first, then the integration's
+                admission = self._admit(call)
+                delay, again = call.admitted(admission), admission.again
+                if delay:
+                    self._sleep(delay)
             response, error = self._attempt(call, request)
             if response is None:
                 assert error is not None
@@ -86,13 +89,16 @@ class RetryTransport(httpx2.BaseTransport):
 
     def _admit(self, call: Call) -> Admission:
         spec = self.spec
-        return spec.state.admit(spec.integration, spec.rate_limits, max_wait=call.max_wait())
+        return spec.state.admit(spec.integration, call.admission_limits(), max_wait=call.max_wait())
 
     def _report(self, call: Call, outcome: tuple[bool | None, RateLimitSignal]) -> None:
         spec = self.spec
         failure, signal = outcome
-        if failure is not None or signal.pause or signal.window:
-            call.reported(spec.state.report(spec.integration, spec.rate_limits, failure=failure, signal=signal))
+        if failure is not None or signal:
+            new_state = spec.state.report(
+                spec.integration, call.route.limits, failure=failure, signal=signal, probe=call.probe()
+            )
+            call.reported(new_state)
 
     def close(self) -> None:
         self.inner.close()
@@ -113,9 +119,12 @@ class AsyncRetryTransport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         call = Call(self.spec, request)
         while True:
-            delay = call.admitted(await self._admit(call))
-            if delay:
-                await self._sleep(delay)
+            again = True
+            while again:  # twice when an endpoint group's slot comes first, then the integration's
+                admission = await self._admit(call)
+                delay, again = call.admitted(admission), admission.again
+                if delay:
+                    await self._sleep(delay)
             response, error = await self._attempt(call, request)
             if response is None:
                 assert error is not None
@@ -160,13 +169,15 @@ class AsyncRetryTransport(httpx2.AsyncBaseTransport):
 
     async def _admit(self, call: Call) -> Admission:
         spec = self.spec
-        return await spec.state.aadmit(spec.integration, spec.rate_limits, max_wait=call.max_wait())
+        return await spec.state.aadmit(spec.integration, call.admission_limits(), max_wait=call.max_wait())
 
     async def _report(self, call: Call, outcome: tuple[bool | None, RateLimitSignal]) -> None:
         spec = self.spec
         failure, signal = outcome
-        if failure is not None or signal.pause or signal.window:
-            new_state = await spec.state.areport(spec.integration, spec.rate_limits, failure=failure, signal=signal)
+        if failure is not None or signal:
+            new_state = await spec.state.areport(
+                spec.integration, call.route.limits, failure=failure, signal=signal, probe=call.probe()
+            )
             call.reported(new_state)
 
     async def aclose(self) -> None:

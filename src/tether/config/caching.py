@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from tether.config._types import Duration, _Model
 
-__all__ = ["DEFAULT_MAX_STALE", "CacheConfig", "FallbackConfig", "StaticResponse"]
+__all__ = ["DEFAULT_MAX_STALE", "CacheConfig", "FallbackConfig", "StaticResponse", "endpoint_patterns"]
 
 DEFAULT_MAX_STALE = 86400.0  # a day: long enough to ride out an outage over a night
 
@@ -17,13 +17,13 @@ DEFAULT_MAX_STALE = 86400.0  # a day: long enough to ride out an outage over a n
 _ENDPOINT = re.compile(r"^(?:(?P<method>[A-Za-z]+|\*)\s+)?(?P<path>/\S*)$")
 
 
-def _endpoint_patterns(value: dict[str, Any]) -> dict[str, Any]:
-    """Check that every key is ``"METHOD /path-glob"`` or ``"/path-glob"``."""
+def endpoint_patterns(value: dict[str, Any]) -> dict[str, Any]:
+    """Check that every key is ``"METHOD /path"`` or ``"/path"`` (with ``*`` globs and ``{name}`` segments)."""
     for key in value:
         if not _ENDPOINT.match(key.strip()):
             raise ValueError(
-                f'{key!r} is not an endpoint pattern; write "METHOD /path" or "/path", '
-                'with * for any run of characters, e.g. "GET /v1/products*"'
+                f'{key!r} is not an endpoint pattern; write "METHOD /path" or "/path", with * for any run of '
+                'characters and {name} for one path segment, e.g. "GET /v1/products*" or "GET /v1/users/{id}"'
             )
     return value
 
@@ -57,7 +57,7 @@ class CacheConfig(_Model):
     @field_validator("ttl")
     @classmethod
     def _patterns(cls, value: dict[str, float]) -> dict[str, float]:
-        return _endpoint_patterns(value)
+        return endpoint_patterns(value)
 
 
 class StaticResponse(_Model):
@@ -113,13 +113,13 @@ class FallbackConfig(_Model):
     @classmethod
     def _stale_patterns(cls, value: bool | list[str]) -> bool | list[str]:
         if isinstance(value, list):
-            _endpoint_patterns(dict.fromkeys(value))
+            endpoint_patterns(dict.fromkeys(value))
         return value
 
     @field_validator("static")
     @classmethod
     def _static_patterns(cls, value: dict[str, StaticResponse]) -> dict[str, StaticResponse]:
-        return _endpoint_patterns(value)
+        return endpoint_patterns(value)
 
     @model_validator(mode="after")
     def _max_stale_needs_stale(self) -> FallbackConfig:

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from tether.config._types import Duration, _Model
-from tether.config.caching import CacheConfig, FallbackConfig, StaticResponse
+from tether.config.caching import CacheConfig, FallbackConfig, StaticResponse, endpoint_patterns
 from tether.config.secrets import SecretField, TextOrSecretField
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "BearerAuthConfig",
     "BreakerConfig",
     "CacheConfig",
+    "EndpointConfig",
     "FallbackConfig",
     "HealthCheck",
     "IntegrationConfig",
@@ -188,6 +189,26 @@ class BreakerConfig(_Model):
         return value
 
 
+class EndpointConfig(_Model):
+    """Limits of their own for a group of endpoints (``[integrations.NAME.endpoints."GET /search/*"]``).
+
+    ``rate_limit`` and ``tokens_per_minute`` apply on top of the integration's: a call goes when both have
+    room. A ``breaker`` here isolates the group: its calls neither count against nor wait for the
+    integration's breaker. When the API's rate-limit headers or a 429 arrive on a call of a group with its own
+    ``rate_limit``, they pause and adjust that group only.
+    """
+
+    rate_limit: RateLimitConfig | None = None
+    tokens_per_minute: int | None = Field(None, ge=1)
+    breaker: BreakerConfig | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> EndpointConfig:
+        if self.rate_limit is None and self.tokens_per_minute is None and self.breaker is None:
+            raise ValueError("set at least one of rate_limit, tokens_per_minute, breaker")
+        return self
+
+
 class HealthCheck(_Model):
     """A cheap request that proves the integration works, e.g. ``"GET /v1/balance"``."""
 
@@ -215,6 +236,10 @@ class IntegrationConfig(_Model):
 
     ``ca_bundle`` is a PEM file of extra CAs to trust for this API (a corporate proxy, a private CA); the
     system store is used otherwise. Relative paths are resolved against the config file's folder.
+
+    ``tokens_per_minute`` is an AI API's token budget: each response's ``usage`` is debited from it, and
+    ``x-ratelimit-remaining-tokens`` corrects it when the API counts more. ``endpoints`` gives groups of
+    endpoints limits of their own (see :class:`EndpointConfig`).
     """
 
     base_url: AnyHttpUrl
@@ -231,10 +256,17 @@ class IntegrationConfig(_Model):
     health: HealthCheck | None = None
     ca_bundle: str | None = None
     rate_limit: RateLimitConfig | None = None
+    tokens_per_minute: int | None = Field(None, ge=1)
     concurrency: int | None = Field(None, ge=1)
     breaker: BreakerConfig = BreakerConfig()
+    endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
     cache: CacheConfig = CacheConfig(enabled=False)
     fallback: FallbackConfig = FallbackConfig()
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoint_keys(cls, value: dict[str, EndpointConfig]) -> dict[str, EndpointConfig]:
+        return endpoint_patterns(value)
 
     @model_validator(mode="after")
     def _version_needs_header(self) -> IntegrationConfig:

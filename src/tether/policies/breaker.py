@@ -2,7 +2,9 @@
 
 States: CLOSED (calls flow, outcomes counted) → OPEN when, over the last ``window`` seconds, at least
 ``min_calls`` calls were made and the failed fraction reached ``failure_ratio`` → after ``open_for``,
-HALF_OPEN: up to ``probes`` calls may go; one success closes the circuit, one failure opens it again.
+HALF_OPEN: up to ``probes`` calls may go; one success closes the circuit, one failure opens it again. Only a
+probe's outcome counts while half-open: a slow call admitted before the trip that answers now proves nothing
+about the API's recovery.
 
 The window is kept as per-second buckets so memory is bounded whatever the traffic. Pure: time is passed in.
 """
@@ -66,9 +68,11 @@ class CircuitBreaker:
             state.probes_until = now + self.settings.open_for
         return True, 0.0
 
-    def record(self, state: BreakerState, now: float, *, failure: bool) -> State | None:
-        """Count an outcome. Returns the new state when this outcome changed it."""
+    def record(self, state: BreakerState, now: float, *, failure: bool, probe: bool = False) -> State | None:
+        """Count an outcome (``probe``: of a call admitted half-open). Returns the new state when it changed."""
         if state.state is State.HALF_OPEN:
+            if not probe:
+                return None
             if failure:
                 return self._open(state, now)
             state.state, state.buckets, state.probes_out = State.CLOSED, None, 0

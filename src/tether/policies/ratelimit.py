@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from tether._durations import parse_duration
 from tether.policies.headers import parse_rate_limit_reset, retry_wait_from_headers
 
-__all__ = ["GCRA", "Rate", "RateLimitSignal", "read_rate_limit_headers"]
+__all__ = ["GCRA", "Rate", "RateLimitSignal", "read_rate_limit_headers", "tokens_used"]
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*(?:\.\d+)?\s*(?:ms|s|m|h|d)?)\s*$")
 _EPSILON = 1e-9
@@ -106,6 +106,9 @@ class RateLimitSignal:
         window: The window in seconds, when the API said (IETF ``RateLimit-Policy``).
         remaining: Requests left in the window.
         tokens_remaining: AI APIs: tokens left (``x-ratelimit-remaining-tokens``).
+        tokens_used: AI APIs: the tokens this response's ``usage`` says the call consumed.
+        slow_down: A 429 that said nothing about the limit (no wait, no budget): the configured rate is above
+            the API's real one, so the client should slow down.
     """
 
     pause: float = 0.0
@@ -113,6 +116,19 @@ class RateLimitSignal:
     window: float | None = None
     remaining: float | None = None
     tokens_remaining: float | None = None
+    tokens_used: float = 0.0
+    slow_down: bool = False
+
+    @property
+    def learned(self) -> Rate | None:
+        """The rate the API reported (a budget over a window), if it reported one."""
+        return Rate(self.limit, self.window) if self.limit and self.window else None
+
+    def __bool__(self) -> bool:
+        """Whether there is anything in it for the state backend."""
+        return bool(
+            self.pause or self.window or self.slow_down or self.tokens_used or self.tokens_remaining is not None
+        )
 
 
 _POLICY_WINDOW = re.compile(r"w=(\d+(?:\.\d+)?)")
@@ -157,10 +173,11 @@ def read_rate_limit_headers(status: int, headers: Mapping[str, str], *, now: flo
             limit = _number(policy)
         if (window is not None and not 0 < window < 1e9) or (limit is not None and not 0 < limit < 1e12):
             window = None  # absurd values would turn into an infinite interval
-    pause = 0.0
+    pause, slow_down = 0.0, False
     if status in (429, 503):
         asked = retry_wait_from_headers(headers, now=now)
         pause = asked if asked is not None else (1.0 if status == 429 else 0.0)
+        slow_down = status == 429 and asked is None and limit is None
     elif remaining == 0:
         reset = None
         for name in ("x-ratelimit-reset", "ratelimit-reset", "x-ratelimit-reset-requests"):
@@ -174,4 +191,28 @@ def read_rate_limit_headers(status: int, headers: Mapping[str, str], *, now: flo
     if tokens == 0 and status < 400:
         # An AI API's token budget is spent: the next call would be a 429, so hold off until it refills.
         pause = max(pause, parse_rate_limit_reset(headers.get("x-ratelimit-reset-tokens"), now=now) or 0.0)
-    return RateLimitSignal(pause, limit, window, remaining, tokens)
+    return RateLimitSignal(pause, limit, window, remaining, tokens, slow_down=slow_down)
+
+
+_USAGE_FIELDS = (("total_tokens",), ("input_tokens", "output_tokens"), ("totalTokenCount",))
+
+
+def tokens_used(document: object) -> float:
+    """The tokens an AI API's JSON response says the call used, or 0.
+
+    Reads ``usage.total_tokens`` (OpenAI and compatible APIs), ``usage.input_tokens + usage.output_tokens``
+    (Anthropic) and ``usageMetadata.totalTokenCount`` (Gemini). Anything else, or a malformed value, is 0.
+    """
+    if not isinstance(document, dict):
+        return 0.0
+    usage = document.get("usage")
+    if not isinstance(usage, dict):
+        usage = document.get("usageMetadata")
+    if not isinstance(usage, dict):
+        return 0.0
+    for fields in _USAGE_FIELDS:
+        values = [usage.get(name) for name in fields]
+        if all(isinstance(value, int | float) and not isinstance(value, bool) for value in values):
+            total = float(sum(values))  # type: ignore[arg-type]
+            return total if 0 <= total < 1e12 else 0.0
+    return 0.0

@@ -32,10 +32,10 @@ except ImportError as exc:
 
 from tether.policies.breaker import BreakerSettings, State
 from tether.policies.clock import Clock, SystemClock
-from tether.policies.ratelimit import Rate, RateLimitSignal
+from tether.policies.ratelimit import RateLimitSignal
 from tether.state._lua import ADMIT, REPORT
-from tether.state.base import GO, Admission, Limits
-from tether.state.memory import MemoryState
+from tether.state.base import GO, Admission, Level, Limits, levels
+from tether.state.memory import SLOW_DOWN, SLOW_DOWN_FOR, MemoryState
 
 __all__ = ["RedisState"]
 
@@ -44,6 +44,9 @@ logger = logging.getLogger("tether.state")
 _ERRORS = (redis.RedisError, OSError)
 _NO_BREAKER = BreakerSettings()
 _REJECTED = {1: "rate_limit", 2: "circuit_open", 3: "paused"}
+_PARTS = ("tat", "pause", "rate", "breaker", "window", "tokens")
+_ADMIT_PARTS = ("tat", "pause", "rate", "breaker", "tokens")  # the order the scripts take them in
+_REPORT_PARTS = ("pause", "rate", "breaker", "window", "tokens")
 
 
 class RedisState:
@@ -98,7 +101,7 @@ class RedisState:
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._aadmit: AsyncScript | None = None
         self._areport: AsyncScript | None = None
-        self._keys: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._keys: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
         self._down = False
         self._retry_at = 0.0
@@ -109,8 +112,9 @@ class RedisState:
     def admit(self, key: str, limits: Limits, *, max_wait: float) -> Admission:
         """May an attempt on ``key`` go now (see :class:`~tether.state.base.StateBackend`)? Never raises for Redis."""
         if self._use_redis():
+            plan = levels(key, limits)
             try:
-                reply = self._admit(keys=self._key_names(key)[0], args=self._admit_args(limits, max_wait))
+                reply = self._admit(keys=self._admit_keys(plan), args=self._admit_args(plan, max_wait))
             except _ERRORS as exc:
                 self._failed(exc)
             else:
@@ -118,28 +122,28 @@ class RedisState:
                 return _admission(reply)
         return self.fallback.admit(key, limits, max_wait=max_wait)
 
-    def report(self, key: str, limits: Limits, *, failure: bool | None, signal: RateLimitSignal) -> State | None:
+    def report(
+        self, key: str, limits: Limits, *, failure: bool | None, signal: RateLimitSignal, probe: bool = False
+    ) -> State | None:
         """Record an attempt's outcome; returns the breaker's new state when it changed. Never raises for Redis."""
         if self._use_redis():
+            plan = levels(key, limits)
             try:
-                reply = self._report(
-                    keys=self._key_names(key)[1], args=self._report_args(limits, failure=failure, signal=signal)
-                )
+                reply = self._report(keys=self._report_keys(plan), args=self._report_args(plan, failure, signal, probe))
             except _ERRORS as exc:
                 self._failed(exc)
             else:
                 self._answered()
                 return _state(reply)
-        return self.fallback.report(key, limits, failure=failure, signal=signal)
+        return self.fallback.report(key, limits, failure=failure, signal=signal, probe=probe)
 
     async def aadmit(self, key: str, limits: Limits, *, max_wait: float) -> Admission:
         """:meth:`admit` without blocking the event loop."""
         if self._use_redis():
+            plan = levels(key, limits)
             try:
                 script = self._async_scripts()[0]
-                reply = await _uncancelled(
-                    script(keys=self._key_names(key)[0], args=self._admit_args(limits, max_wait))
-                )
+                reply = await _uncancelled(script(keys=self._admit_keys(plan), args=self._admit_args(plan, max_wait)))
             except _ERRORS as exc:
                 self._failed(exc)
             else:
@@ -147,20 +151,23 @@ class RedisState:
                 return _admission(reply)
         return await self.fallback.aadmit(key, limits, max_wait=max_wait)
 
-    async def areport(self, key: str, limits: Limits, *, failure: bool | None, signal: RateLimitSignal) -> State | None:
+    async def areport(
+        self, key: str, limits: Limits, *, failure: bool | None, signal: RateLimitSignal, probe: bool = False
+    ) -> State | None:
         """:meth:`report` without blocking the event loop."""
         if self._use_redis():
+            plan = levels(key, limits)
             try:
                 script = self._async_scripts()[1]
                 reply = await _uncancelled(
-                    script(keys=self._key_names(key)[1], args=self._report_args(limits, failure=failure, signal=signal))
+                    script(keys=self._report_keys(plan), args=self._report_args(plan, failure, signal, probe))
                 )
             except _ERRORS as exc:
                 self._failed(exc)
             else:
                 self._answered()
                 return _state(reply)
-        return await self.fallback.areport(key, limits, failure=failure, signal=signal)
+        return await self.fallback.areport(key, limits, failure=failure, signal=signal, probe=probe)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -245,56 +252,84 @@ class RedisState:
             self._areport = self._aredis.register_script(REPORT)
         return self._aadmit, self._areport
 
-    def _key_names(self, key: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """The admit script's keys and the report script's, for one integration key."""
+    def _names(self, key: str) -> dict[str, str]:
+        """The Redis key of each part of one level's state."""
         names = self._keys.get(key)
         if names is None:
-            # The integration key as hash tag keeps all of them in one cluster slot, as a script needs.
-            base = f"{self.prefix}{{{key}}}:"
-            tat, pause, rate, breaker, window = (base + part for part in ("tat", "pause", "rate", "breaker", "window"))
-            names = self._keys.setdefault(key, ((tat, pause, rate, breaker), (pause, rate, breaker, window)))
+            # The integration's name is the hash tag of its keys and its groups', so all share one cluster slot,
+            # as a script touching both needs. Names cannot contain "|" (the config refuses it).
+            integration, _, group = key.partition("|")
+            base = f"{self.prefix}{{{integration}}}:" + (f"{group}:" if group else "")
+            names = self._keys.setdefault(key, {part: base + part for part in _PARTS})
         return names
+
+    def _admit_keys(self, plan: tuple[Level, ...]) -> list[str]:
+        return [self._names(level.key)[part] for level in plan for part in _ADMIT_PARTS]
+
+    def _report_keys(self, plan: tuple[Level, ...]) -> list[str]:
+        return [self._names(level.key)[part] for level in plan for part in _REPORT_PARTS]
 
     def _now(self) -> str | float:
         return "" if self._script_clock is None else self._script_clock.monotonic()
 
-    def _admit_args(self, limits: Limits, max_wait: float) -> tuple[str | float | int, ...]:
-        rate, breaker = limits.rate, limits.breaker
-        return (
-            self._now(),
-            rate.interval if rate is not None else 0,
-            rate.burst if rate is not None else 1,
-            max_wait,
-            0 if breaker is None else 1,
-            0 if breaker is None else breaker.probes,
-            self._idle_ms,
-            0 if breaker is None else breaker.open_for,
-        )
+    def _admit_args(self, plan: tuple[Level, ...], max_wait: float) -> list[str | float | int]:
+        args: list[str | float | int] = [self._now(), max_wait, self._idle_ms, len(plan)]
+        for level in plan:
+            rate, tokens, breaker = level.rate, level.tokens, level.breaker
+            args += (
+                rate.interval if rate is not None else 0,
+                rate.burst if rate is not None else 1,
+                tokens.interval if tokens is not None else 0,
+                tokens.interval * (tokens.burst - 1) if tokens is not None else 0,
+                0 if breaker is None else 1,
+                0 if breaker is None else breaker.probes,
+                0 if breaker is None else breaker.open_for,
+            )
+        return args
 
     def _report_args(
-        self, limits: Limits, *, failure: bool | None, signal: RateLimitSignal
-    ) -> tuple[str | float | int, ...]:
-        learned = Rate(signal.limit, signal.window).interval if signal.limit and signal.window else 0
-        breaker = limits.breaker or _NO_BREAKER
-        outcome = "" if failure is None or limits.breaker is None else str(int(failure))
-        return (
+        self, plan: tuple[Level, ...], failure: bool | None, signal: RateLimitSignal, probe: bool
+    ) -> list[str | float | int]:
+        learned = signal.learned
+        remaining = signal.tokens_remaining
+        args: list[str | float | int] = [
             self._now(),
-            signal.pause or 0,
-            learned,
-            outcome,
-            breaker.failure_ratio,
-            breaker.window,
-            breaker.min_calls,
-            breaker.open_for,
             self._idle_ms,
-        )
+            len(plan),
+            "" if failure is None else str(int(failure)),
+            int(probe),
+            signal.pause or 0,
+            learned.interval if learned is not None else 0,
+            int(signal.slow_down),
+            SLOW_DOWN,
+            round(SLOW_DOWN_FOR * 1000),
+            signal.tokens_used,
+            "" if remaining is None else remaining,
+        ]
+        for level in plan:
+            rate, tokens = level.rate, level.tokens
+            breaker = level.breaker or _NO_BREAKER
+            args += (
+                int(level.learns),
+                rate.interval if rate is not None else 0,
+                tokens.interval if tokens is not None else 0,
+                tokens.interval * (tokens.burst - 1) if tokens is not None else 0,
+                0 if level.breaker is None else 1,
+                breaker.failure_ratio,
+                breaker.window,
+                breaker.min_calls,
+                breaker.open_for,
+            )
+        return args
 
 
 def _admission(reply: Any) -> Admission:
-    code, value, probe = reply
+    code, value, probe, *again = reply
     if code:
         return Admission(rejected=_REJECTED[code], retry_in=float(value))
     wait = float(value)
+    if again and again[0]:
+        return Admission(wait=wait, probe=bool(probe), again=True)
     return Admission(wait=wait, probe=bool(probe)) if wait or probe else GO
 
 
