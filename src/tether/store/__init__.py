@@ -3,29 +3,39 @@
 Today that is the HTTP cache, including the responses kept past their freshness so that a fallback can serve
 them when the API is down. Tokens, the webhook inbox, call records and alerts will live here too.
 
-The ``store`` key of ``tether.toml`` picks the backend by URL:
+The ``store`` key of ``tether.toml`` picks the backend by URL (:func:`open_store`):
 
 - ``sqlite:///PATH``: one SQLite file, the embedded default (``sqlite:///tether.db`` next to the config). A
   relative ``PATH`` is resolved against the config file's folder; ``sqlite:////abs/path.db`` is absolute;
   ``sqlite:///:memory:`` lives and dies with the process (tests).
-- PostgreSQL is the planned backend for several machines; it is refused by the config until it exists.
+- ``postgresql://`` (or ``postgres://``): a PostgreSQL database shared by every process on every machine
+  (:class:`~tether.store.postgres.PostgresStore`, with the ``tether[postgresql]`` extra).
 
 A backend is a :class:`Store`; the HTTP cache talks to the :class:`CacheStorage` it hands out, which is
-hishel's storage interface plus a per-store salt for credential fingerprints. A Redis or PostgreSQL cache
-slots in by implementing :class:`CacheStorage` (``hishel.RedisStorage`` already implements the hishel part).
+hishel's storage interface plus a per-store salt for credential fingerprints. The optional ``cache_store`` key
+puts the cache somewhere else (:func:`open_cache_storage`): another SQLite file or PostgreSQL database, or
+Redis (:class:`~tether.store.redis_cache.RedisCacheStorage`, with the ``tether[redis]`` extra), which holds
+only the cache. Every cache storage reads a failure of its backend as a miss: a cache that is down is a slow
+cache, never a failed call.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import hishel
 
-__all__ = ["CacheStorage", "Store", "open_store", "sqlite_path"]
+from tether.observe.redact import MASK, is_sensitive_name
+
+__all__ = ["CacheStorage", "Store", "open_cache_storage", "open_store", "public_url", "sqlite_path"]
 
 SQLITE_PREFIX = "sqlite:///"
 MEMORY = ":memory:"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class CacheStorage(hishel.BaseStorage):
@@ -77,7 +87,52 @@ def sqlite_path(url: str, base_dir: Path) -> str:
 
 
 def open_store(url: str, base_dir: Path) -> Store:
-    """The store a ``store`` URL names; nothing is opened until it is used."""
+    """The store a ``store`` URL names; nothing is opened until it is used.
+
+    Raises:
+        ValueError: neither a ``sqlite:///`` nor a ``postgresql://`` URL.
+        ImportError: a PostgreSQL URL without the ``tether[postgresql]`` extra installed.
+    """
+    if url.startswith(POSTGRES_SCHEMES):
+        from tether.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     from tether.store.sqlite import SqliteStore
 
     return SqliteStore(sqlite_path(url, base_dir), url=url)
+
+
+def open_cache_storage(url: str, base_dir: Path) -> tuple[CacheStorage, Callable[[], None]]:
+    """The HTTP cache a ``cache_store`` URL names, and what releases it; nothing is opened until it is used.
+
+    A ``redis://`` URL gives a cache of its own; a store URL gives that store's cache, released with the store.
+
+    Raises:
+        ValueError: not a Redis, PostgreSQL or SQLite URL.
+        ImportError: the extra the URL's backend needs is not installed.
+    """
+    if url.startswith(REDIS_SCHEMES):
+        from tether.store.redis_cache import RedisCacheStorage
+
+        storage = RedisCacheStorage(url)
+        return storage, storage.close
+    store = open_store(url, base_dir)
+    return store.cache_storage(), store.close
+
+
+def public_url(url: str) -> str:
+    """``url`` with its password masked (``postgresql://app:***@db/tether``), fit for logs and messages."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user_info, host = netloc.rsplit("@", 1)
+        user, has_password, _ = user_info.partition(":")
+        netloc = f"{user}:{MASK}@{host}" if has_password else netloc
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(is_sensitive_name(name) for name, _ in pairs):
+        query = urlencode([(name, MASK if is_sensitive_name(name) else value) for name, value in pairs], safe="*/:")
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    # Not urlunsplit: it drops an empty authority, and postgresql:///db (a local socket) would lose a slash.
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")

@@ -4,34 +4,26 @@ hishel's own ``SqliteStorage`` is not used, for three reasons: it owns tables ca
 ``streams``, names too generic for a file that also holds tether's other data; left to open its own file it
 writes a ``.gitignore`` containing ``*`` into the folder, which for the default store is the project's root;
 and it streams bodies chunk by chunk with soft deletes to protect readers, which tether does not need because
-it caches only responses it has already buffered. This table keeps one row per response, body included.
+it caches only responses it has already buffered. What the table keeps, and when rows go, is
+:mod:`tether.store._sql_cache`'s, shared with PostgreSQL; this module is SQLite's SQL.
 
-Entries are kept until nobody has looked them up for their ``tti`` (tether passes the freshness lifetime plus
-the stale window, so every response a fallback may still serve is kept), and the least recently used go
-first when the cache outgrows ``max_bytes``. A storage failure is logged and reads as a miss: the request
-then goes to the API, as it would without a cache.
+A storage failure is logged and reads as a miss: the request then goes to the API, as it would without a cache.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import hishel
-
-from tether.store import CacheStorage
+from tether.store._cache_records import SALT_NAME, new_salt
+from tether.store._health import Health
+from tether.store._sql_cache import CLEANUP_BATCH, DEFAULT_MAX_BYTES, Row, SqlCacheStorage, Stored
 from tether.store.sqlite import SqliteStore
 
 __all__ = ["DEFAULT_MAX_BYTES", "SqliteCacheStorage"]
-
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
-logger = logging.getLogger("tether.store")
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS http_cache (
@@ -52,14 +44,10 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS http_cache_by_expiry ON http_cache (expires_at)",
     "CREATE INDEX IF NOT EXISTS http_cache_by_use ON http_cache (last_used)",
 )
-# A hit writes only when this much time has passed since the entry's last recorded use (or half its TTI).
-_TOUCH_INTERVAL = 60.0
-_CLEANUP_BATCH = 100
-# The size limit is checked every this many stores: summing sizes on every write would cost more than it saves.
-_SIZE_CHECK_EVERY = 32
+_ERRORS = (sqlite3.Error, OSError, RuntimeError)
 
 
-class SqliteCacheStorage(CacheStorage):
+class SqliteCacheStorage(SqlCacheStorage):
     """The ``http_cache`` table of a :class:`~tether.store.sqlite.SqliteStore`.
 
     Args:
@@ -71,107 +59,29 @@ class SqliteCacheStorage(CacheStorage):
     def __init__(
         self, store: SqliteStore, *, max_bytes: int = DEFAULT_MAX_BYTES, wall: Callable[[], float] = time.time
     ) -> None:
-        super().__init__()
-        self.store, self.max_bytes, self._wall = store, max_bytes, wall
-        self._stores_since_check = 0
-        self._failing = False
+        # A local file is tried on every call: its failures cost no timeout, and a freed disk helps at once.
+        super().__init__(Health(store.url, _ERRORS), max_bytes=max_bytes, wall=wall)
+        self.store = store
 
-    def salt(self) -> bytes:
-        return self.store.meta("http_cache.salt", lambda: uuid.uuid4().bytes + uuid.uuid4().bytes)
-
-    def create_entry(
-        self,
-        request: hishel.Request,
-        response: hishel.Response,
-        key: str,
-        *,
-        ttl: float | None = None,
-        tti: float | None = None,
-    ) -> hishel.Entry:
-        body = _read(response.stream)
-        entry = hishel.Entry(id=uuid.uuid4(), request=request, response=_with_body(response, response.headers, body))
-        now = self._wall()
-        ttl_deadline, tti = self._limits(ttl, tti, now)
-        row = (
-            entry.id.bytes,
-            key,
-            _variant(request, response.headers),
-            json.dumps({"method": request.method, "url": request.url, "headers": _pairs(request.headers)}),
-            response.status_code,
-            json.dumps(_pairs(response.headers)),
-            body,
-            len(body),
-            ttl_deadline,
-            tti,
-            self._expires_at(ttl_deadline, tti, now),
-            now,
-        )
-        self._write(self._insert, row, now)
-        return entry
-
-    def get_entries(self, key: str) -> list[hishel.Entry]:
-        now = self._wall()
-        try:
-            with self._connection() as connection:
-                rows = connection.execute(
-                    "SELECT id, request, status, headers, body, ttl_deadline, tti, expires_at, last_used"
-                    " FROM http_cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
-                    (key, now),
-                ).fetchall()
-        except (sqlite3.Error, OSError, RuntimeError) as exc:
-            self._failed("read", exc)
-            return []
-        entries = []
-        for id_, request, status, headers, body, ttl_deadline, tti, expires_at, last_used in rows:
-            stored = json.loads(request)
-            entries.append(
-                hishel.Entry(
-                    id=uuid.UUID(bytes=bytes(id_)),
-                    request=hishel.Request(stored["method"], stored["url"], _headers(stored["headers"])),
-                    response=_with_body(hishel.Response(status), _headers(json.loads(headers)), bytes(body)),
-                )
-            )
-            lagging = tti is not None and expires_at is not None and expires_at - now < tti / 2
-            if lagging or now - last_used >= _TOUCH_INTERVAL:
-                self._write(self._touch, (now, self._expires_at(ttl_deadline, tti, now), id_), now)
-        return entries
-
-    def update_headers(self, id: uuid.UUID, headers: hishel.Headers) -> None:
-        self._write(self._update, (json.dumps(_pairs(headers)), id.bytes), self._wall())
-
-    def remove_entry(self, id: uuid.UUID) -> None:
-        self._write(self._remove, (id.bytes,), self._wall())
-
-    def close(self) -> None:
-        """Nothing to do: the store owns the connection."""
+    def _salt(self) -> bytes:
+        return self.store.meta(SALT_NAME, new_salt)
 
     def _connection(self) -> Any:
         self.store.ensure_schema("http_cache", _SCHEMA)
         return self.store.connection()
 
-    def _write(
-        self, action: Callable[[sqlite3.Connection, tuple[Any, ...], float], None], row: Any, now: float
-    ) -> None:
-        try:
-            with self._connection() as connection:
-                action(connection, row, now)
-        except (sqlite3.Error, OSError, RuntimeError) as exc:
-            self._failed("write", exc)
-        else:
-            self._failing = False
-
-    def _insert(self, connection: sqlite3.Connection, row: tuple[Any, ...], now: float) -> None:
-        # A newer response for the same request variant replaces the older one: it is the last good response.
-        connection.execute("DELETE FROM http_cache WHERE key = ? AND variant = ?", (row[1], row[2]))
-        connection.execute("INSERT INTO http_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-        connection.execute(
-            "DELETE FROM http_cache WHERE id IN (SELECT id FROM http_cache WHERE expires_at <= ? LIMIT ?)",
-            (now, _CLEANUP_BATCH),
-        )
-        self._stores_since_check += 1
-        if self._stores_since_check >= _SIZE_CHECK_EVERY:
-            self._stores_since_check = 0
-            self._evict(connection)
+    def _put(self, row: Row, now: float, *, evict: bool) -> None:
+        with self._connection() as connection:
+            connection.execute("DELETE FROM http_cache WHERE key = ? AND variant = ?", (row.key, row.variant))
+            connection.execute(
+                "INSERT INTO http_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (row.id.bytes, *row[1:])
+            )
+            connection.execute(
+                "DELETE FROM http_cache WHERE id IN (SELECT id FROM http_cache WHERE expires_at <= ? LIMIT ?)",
+                (now, CLEANUP_BATCH),
+            )
+            if evict:
+                self._evict(connection)
 
     def _evict(self, connection: sqlite3.Connection) -> None:
         total = connection.execute("SELECT COALESCE(SUM(size), 0) FROM http_cache").fetchone()[0]
@@ -185,54 +95,26 @@ class SqliteCacheStorage(CacheStorage):
             if freed >= excess:
                 break
 
-    @staticmethod
-    def _touch(connection: sqlite3.Connection, row: tuple[Any, ...], now: float) -> None:
-        connection.execute("UPDATE http_cache SET last_used = ?, expires_at = ? WHERE id = ?", row)
+    def _select(self, key: str, now: float) -> list[Stored]:
+        with self._connection() as connection:
+            rows = connection.execute(
+                "SELECT id, request, status, headers, body, ttl_deadline, tti, expires_at, last_used"
+                " FROM http_cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (key, now),
+            ).fetchall()
+        return [Stored(uuid.UUID(bytes=bytes(row[0])), row[1], row[2], row[3], bytes(row[4]), *row[5:]) for row in rows]
 
-    @staticmethod
-    def _update(connection: sqlite3.Connection, row: tuple[Any, ...], now: float) -> None:
-        connection.execute("UPDATE http_cache SET headers = ? WHERE id = ?", row)
+    def _touch(self, uses: list[tuple[uuid.UUID, float | None]], now: float) -> None:
+        with self._connection() as connection:
+            connection.executemany(
+                "UPDATE http_cache SET last_used = ?, expires_at = ? WHERE id = ?",
+                [(now, expires_at, id_.bytes) for id_, expires_at in uses],
+            )
 
-    @staticmethod
-    def _remove(connection: sqlite3.Connection, row: tuple[Any, ...], now: float) -> None:
-        connection.execute("DELETE FROM http_cache WHERE id = ?", row)
+    def _set_headers(self, id_: uuid.UUID, headers: str) -> None:
+        with self._connection() as connection:
+            connection.execute("UPDATE http_cache SET headers = ? WHERE id = ?", (headers, id_.bytes))
 
-    def _failed(self, what: str, exc: BaseException) -> None:
-        # The first failure of a run is a warning; repeats would flood the log while the disk is full.
-        level = logging.DEBUG if self._failing else logging.WARNING
-        self._failing = True
-        logger.log(
-            level,
-            f"HTTP cache {what} failed in {self.store.url}: {type(exc).__name__}: {exc}; serving without the cache",
-            extra={"tether": {"event": "store_error", "store": self.store.url, "operation": what}},
-        )
-
-
-def _read(stream: Iterator[bytes] | Any) -> bytes:
-    if stream is None:
-        return b""
-    if not isinstance(stream, Iterable):
-        raise TypeError("tether's cache stores buffered bodies only, not async streams")
-    return b"".join(stream)
-
-
-def _with_body(response: hishel.Response, headers: hishel.Headers, body: bytes) -> hishel.Response:
-    return hishel.Response(status_code=response.status_code, headers=headers, stream=iter((body,)))
-
-
-def _pairs(headers: hishel.Headers) -> list[tuple[str, list[str]]]:
-    return [(name, headers.get_list(name) or []) for name in headers]
-
-
-def _headers(pairs: list[list[Any]]) -> hishel.Headers:
-    return hishel.Headers({name: list(values) for name, values in pairs})
-
-
-def _variant(request: hishel.Request, response_headers: hishel.Headers) -> str:
-    """Which variant of the resource a response is: the request's values of the headers named in ``Vary``."""
-    vary = response_headers.get("vary")
-    if not vary:
-        return ""
-    names = sorted({name.strip().lower() for name in vary.split(",") if name.strip()})
-    picked = [(name, request.headers.get_list(name)) for name in names]
-    return hashlib.sha256(json.dumps(picked).encode()).hexdigest()
+    def _delete(self, id_: uuid.UUID) -> None:
+        with self._connection() as connection:
+            connection.execute("DELETE FROM http_cache WHERE id = ?", (id_.bytes,))
