@@ -448,7 +448,9 @@ def test_empty_secret_file_is_refused(tmp_path: Path) -> None:
 def test_bad_auth_type_lists_the_allowed_types(tmp_path: Path) -> None:
     path, error = _load_error(tmp_path, _stripe('auth = { type = "oauth", token = "${STRIPE_KEY}" }'))
 
-    assert str(error) == f"{path}: integrations.stripe.auth: 'type' must be one of 'api_key', 'bearer', 'basic'"
+    assert str(error) == (
+        f"{path}: integrations.stripe.auth: 'type' must be one of 'api_key', 'bearer', 'basic', 'jwt', 'oauth2'"
+    )
 
 
 def test_auth_without_a_type_lists_the_allowed_types(tmp_path: Path) -> None:

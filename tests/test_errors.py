@@ -480,12 +480,25 @@ def test_hierarchy_parser_reads_parents_and_brackets() -> None:
     assert tree["ConfigError"] == ("TetherError", [])
 
 
+AUTH_ERRORS = {"AuthError", "GrantRevokedError", "LoginRequiredError", "TokenEndpointError"}
+
+
 def test_every_call_error_is_a_tether_error_and_an_httpx2_error() -> None:
-    for name in _exception_names() - {"TetherError", "ConfigError"}:
+    for name in _exception_names() - {"TetherError", "ConfigError"} - AUTH_ERRORS:
         cls = getattr(tether.errors, name)
         assert issubclass(cls, tether.CallError), name
         if cls is not tether.CallError:
             assert issubclass(cls, httpx2.HTTPError), name
+
+
+def test_auth_errors_are_httpx2_errors_with_a_hint() -> None:
+    for name in AUTH_ERRORS:
+        cls = getattr(tether.errors, name)
+        assert issubclass(cls, tether.AuthError)
+        assert issubclass(cls, httpx2.HTTPError)
+    error = tether.GrantRevokedError("crm", "the grant was revoked", hint="run `tether auth login crm`")
+    assert str(error) == "crm: the grant was revoked\n  hint: run `tether auth login crm`"
+    assert repr(error) == "GrantRevokedError(integration='crm', error=None)"
 
 
 @pytest.mark.parametrize(
@@ -517,6 +530,7 @@ EXPECTED_PUBLIC_NAMES = {
     "APIStatusError",
     "Attempt",
     "AuthenticationError",
+    "AuthError",
     "BadRequestError",
     "CallError",
     "CertificateExpiredError",
@@ -526,8 +540,10 @@ EXPECTED_PUBLIC_NAMES = {
     "ConnectionFailedError",
     "ConnectionLostError",
     "DeadlineExceededError",
+    "GrantRevokedError",
     "HostnameMismatchError",
     "Hub",
+    "LoginRequiredError",
     "NotFoundError",
     "NotJSONError",
     "PermissionDeniedError",
@@ -540,6 +556,7 @@ EXPECTED_PUBLIC_NAMES = {
     "TLSError",
     "TetherError",
     "TetherResponse",
+    "TokenEndpointError",
     "TruncatedJSONError",
     "UnexpectedContentTypeError",
     "UnprocessableEntityError",

@@ -6,6 +6,10 @@ Call errors subclass httpx2's own exceptions, so ``except httpx2.HTTPError`` (or
 
     TetherError
     ├── ConfigError                         tether.toml is missing, not TOML, or does not match the schema
+    ├── AuthError                           (httpx2.HTTPError) no credentials could be obtained for a call
+    │   ├── GrantRevokedError               the token endpoint said invalid_grant: log in again
+    │   ├── LoginRequiredError              authorization code grant, and nobody has logged in yet
+    │   └── TokenEndpointError              the token endpoint failed (after retries) or answered nonsense
     └── CallError                           a call failed; carries integration, method, URL, attempts, hint
         ├── APIStatusError                  (httpx2.HTTPStatusError) the API answered with an error status
         │   ├── BadRequestError             400, with the API's own message
@@ -49,6 +53,7 @@ __all__ = [
     "HINTS",
     "APIStatusError",
     "Attempt",
+    "AuthError",
     "AuthenticationError",
     "BadRequestError",
     "CallError",
@@ -61,7 +66,9 @@ __all__ = [
     "ConnectionFailedError",
     "ConnectionLostError",
     "DeadlineExceededError",
+    "GrantRevokedError",
     "HostnameMismatchError",
+    "LoginRequiredError",
     "NotFoundError",
     "NotJSONError",
     "PermissionDeniedError",
@@ -74,6 +81,7 @@ __all__ = [
     "TLSError",
     "TetherError",
     "ThrottledError",
+    "TokenEndpointError",
     "TruncatedJSONError",
     "UnexpectedContentTypeError",
     "UnprocessableEntityError",
@@ -114,6 +122,38 @@ class ConfigError(TetherError):
         self.problems = problems
         lines = [f"{file}: {problem}" for problem in problems]
         super().__init__("\n".join(lines))
+
+
+class AuthError(TetherError, httpx2.HTTPError):
+    """tether could not obtain credentials (an OAuth 2.0 token) for a call; the call was not sent.
+
+    Attributes:
+        integration: The integration's name in tether.toml.
+        hint: One line saying what to do.
+        error: The OAuth error code the token endpoint answered (``invalid_client``…), if any.
+    """
+
+    def __init__(self, integration: str, summary: str, *, hint: str, error: str | None = None) -> None:
+        self.integration, self.summary, self.hint, self.error = integration, summary, hint, error
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.integration}: {self.summary}\n  hint: {self.hint}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(integration={self.integration!r}, error={self.error!r})"
+
+
+class GrantRevokedError(AuthError):
+    """The token endpoint answered ``invalid_grant``: the refresh token or authorization was revoked or expired."""
+
+
+class LoginRequiredError(AuthError):
+    """The integration uses the authorization code grant and holds no token: someone must log in first."""
+
+
+class TokenEndpointError(AuthError):
+    """The token endpoint failed after retries, refused the client, or answered something that is not a token."""
 
 
 @dataclass(frozen=True)

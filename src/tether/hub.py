@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx2
 
+from tether.auth import auth_for
+from tether.auth.oauth2 import OAuth2Auth, TokenManager
 from tether.client._cache_keys import Keyring
 from tether.client.build import cache_spec_for, client_options, network_transport, spec_for
 from tether.client.cache import AsyncCacheTransport, CacheSpec, CacheStats, CacheTransport
@@ -25,7 +27,7 @@ from tether.policies.bulkhead import Bulkhead
 from tether.policies.clock import Clock, SystemClock
 from tether.state.base import StateBackend
 from tether.state.memory import MemoryState
-from tether.store import CacheStorage, Store, open_store
+from tether.store import CacheStorage, Store, open_cache_storage, open_store
 
 __all__ = ["Hub"]
 
@@ -46,7 +48,8 @@ class Hub:
         state: Where rate-limit budgets, pauses and breakers live; by default what ``state`` in the config
             says (``memory``, or Redis shared by every process).
         store: Where the HTTP cache keeps responses; by default what ``store`` in the config says, opened on
-            first use (a store passed here is the caller's to close).
+            first use (a store passed here is the caller's to close). When the config sets ``cache_store``, the
+            cache lives there instead, opened on first use and closed with the hub.
     """
 
     def __init__(
@@ -76,7 +79,10 @@ class Hub:
             if integration.concurrency is not None
         }
         self._stats = {name: CacheStats() for name in config.integrations}
+        self._auth: dict[str, httpx2.Auth | None] = {}
+        self._auth_lock = threading.Lock()
         self._store, self._owns_store = store, store is None
+        self._cache: tuple[CacheStorage, Callable[[], None]] | None = None  # from cache_store, with its closer
         self._keyring: Keyring | None = None
         self._store_lock = threading.Lock()
         install_log_filters()
@@ -107,6 +113,9 @@ class Hub:
     def close(self) -> None:
         """Close the store and the state backend this hub opened. Clients still open then see cache misses."""
         with self._store_lock:
+            if self._cache is not None:
+                self._cache[1]()
+                self._cache, self._keyring = None, None
             if self._store is not None and self._owns_store:
                 self._store.close()
                 self._store, self._keyring = None, None
@@ -182,7 +191,7 @@ class Hub:
         have every 4xx/5xx raise without asking. Other keyword arguments go to ``httpx2.Client``.
         """
         transport = self.transport(name, raise_for_status=raise_for_status, network=network)
-        options = {**client_options(self.integration(name)), **kwargs}
+        options = {**client_options(self.integration(name)), "auth": self.auth(name), **kwargs}
         return TetherClient(transport=transport, **options)
 
     def async_client(
@@ -195,8 +204,37 @@ class Hub:
     ) -> httpx2.AsyncClient:
         """An ``httpx2.AsyncClient`` for ``name``; see :meth:`client`."""
         transport = self.async_transport(name, raise_for_status=raise_for_status, network=network)
-        options = {**client_options(self.integration(name)), **kwargs}
+        options = {**client_options(self.integration(name)), "auth": self.auth(name), **kwargs}
         return TetherAsyncClient(transport=transport, **options)
+
+    def auth(self, name: str) -> httpx2.Auth | None:
+        """The ``Auth`` flow of ``name`` (``None`` without ``auth``), one per hub so renewals are shared.
+
+        OAuth 2.0 tokens live in the store; see :mod:`tether.auth.oauth2` for how renewal stays single-flight.
+        """
+        with self._auth_lock:
+            if name not in self._auth:
+                self._auth[name] = auth_for(
+                    name,
+                    self.integration(name),
+                    base_dir=self.base_dir,
+                    store=lambda: self.store,
+                    wall=self.clock.wall,
+                    sleep=self._sleep,
+                    async_sleep=self._async_sleep,
+                )
+            return self._auth[name]
+
+    def token_manager(self, name: str) -> TokenManager:
+        """The OAuth 2.0 token manager of ``name`` (``tether auth``).
+
+        Raises:
+            ValueError: ``name`` does not use OAuth 2.0.
+        """
+        auth = self.auth(name)
+        if not isinstance(auth, OAuth2Auth):
+            raise ValueError(f'integration {name!r} does not use OAuth 2.0 (auth.type = "oauth2")')
+        return auth.manager
 
     def _spec(self, name: str, raise_for_status: bool) -> Any:
         return spec_for(
@@ -215,11 +253,19 @@ class Hub:
         )
 
     def _cache_backend(self) -> tuple[CacheStorage, Keyring]:
-        storage = self.store.cache_storage()
+        storage = self._cache_storage()
         with self._store_lock:
             if self._keyring is None:
                 self._keyring = Keyring(storage.salt)
             return storage, self._keyring
+
+    def _cache_storage(self) -> CacheStorage:
+        if self.config.cache_store is None:
+            return self.store.cache_storage()
+        with self._store_lock:
+            if self._cache is None:
+                self._cache = open_cache_storage(self.config.cache_store, self.base_dir)
+            return self._cache[0]
 
     def __repr__(self) -> str:
         return f"Hub(integrations={sorted(self.config.integrations)!r})"

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from tether.auth.tokens import renew_margin
 from tether.config.models import JwtClaimsConfig
 from tether.config.secrets import Secret
 
@@ -203,11 +204,6 @@ def _describe(key: PrivateKeyTypes) -> str:
     return f"an {kind} key" if kind[:1] in "AEIOU" else f"a {kind} key"
 
 
-def _renew_margin(lifetime: float) -> float:
-    """How long before expiry to re-sign: 10% of the lifetime or 60 s, whichever is longer, at most half of it."""
-    return min(max(0.1 * lifetime, 60.0), 0.5 * lifetime)
-
-
 class SelfSignedJwtAuth(httpx2.Auth):
     """Send ``Authorization: Bearer <jwt>`` signed by a :class:`JwtSigner`, re-signed before it expires.
 
@@ -230,7 +226,7 @@ class SelfSignedJwtAuth(httpx2.Auth):
 
     def __init__(self, signer: JwtSigner) -> None:
         self._signer = signer
-        self._margin = _renew_margin(signer.lifetime)
+        self._margin = renew_margin(signer.lifetime)
         # Signing is CPU-only (microseconds for HMAC, a few milliseconds at most for RSA), so the async flow may
         # hold this threading lock too without stalling its event loop; the lock keeps one signature per expiry.
         self._lock = threading.Lock()

@@ -10,7 +10,14 @@ from collections.abc import Generator
 
 import httpx2
 
-from tether.config.models import ApiKeyAuthConfig, AuthConfig, BasicAuthConfig, BearerAuthConfig
+from tether.config.models import (
+    ApiKeyAuthConfig,
+    AuthConfig,
+    BasicAuthConfig,
+    BearerAuthConfig,
+    JwtAuthConfig,
+    OAuth2AuthConfig,
+)
 from tether.config.secrets import Secret
 from tether.observe.redact import register_sensitive_name
 
@@ -63,7 +70,10 @@ def _value(secret: str | Secret | None) -> str:
 
 
 def auth_from_config(config: AuthConfig | None) -> httpx2.Auth | None:
-    """The ``Auth`` flow for an integration's ``auth`` table (``None`` when it has none)."""
+    """The ``Auth`` flow for an integration's static ``auth`` table (``None`` when it has none).
+
+    OAuth 2.0 and JWT flows need the hub (its store, TLS context and clock): see :func:`tether.auth.auth_for`.
+    """
     if config is None:
         return None
     if isinstance(config, ApiKeyAuthConfig):
@@ -77,6 +87,10 @@ def auth_from_config(config: AuthConfig | None) -> httpx2.Auth | None:
 
 def credential_source(config: AuthConfig | None) -> str | None:
     """Where the credential comes from (``env var STRIPE_API_KEY``), for hints; never the value."""
+    if isinstance(config, OAuth2AuthConfig):
+        return f"OAuth 2.0 tokens from {config.token_url}"
+    if isinstance(config, JwtAuthConfig):
+        return f"a JWT signed with {config.private_key.source}"
     if isinstance(config, ApiKeyAuthConfig):
         return config.key.source
     if isinstance(config, BearerAuthConfig):

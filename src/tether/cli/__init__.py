@@ -6,6 +6,7 @@ import typer
 
 from tether import __version__
 from tether.cli._logging import configure_logging
+from tether.cli.auth import auth
 from tether.cli.call import call
 from tether.cli.check import check
 from tether.cli.demo import demo
@@ -48,6 +49,7 @@ app.command()(check)
 app.command()(call)
 app.command()(sandbox)
 app.command()(demo)
+app.add_typer(auth, name="auth")
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import httpx2
 
 from tether import __version__
-from tether.auth.static import auth_from_config, credential_source
+from tether.auth.static import credential_source
 from tether.client._cache_keys import Keyring
 from tether.client.cache import CachePolicy, CacheSpec, CacheStats
 from tether.client.call import Route
@@ -194,14 +194,14 @@ def network_transport(config: IntegrationConfig, base_dir: Path, *, asynchronous
 
 
 def client_options(config: IntegrationConfig) -> dict[str, Any]:
-    """Keyword arguments for ``httpx2.Client``/``AsyncClient`` (all but the transport)."""
+    """Keyword arguments for ``httpx2.Client``/``AsyncClient`` (all but the transport and the auth flow, which
+    the hub keeps one of per integration)."""
     headers = {"User-Agent": USER_AGENT, **config.headers}
     if config.version is not None and config.version_header is not None:
         headers[config.version_header] = config.version
     timeout = config.timeout
     return {
         "base_url": str(config.base_url),
-        "auth": auth_from_config(config.auth),
         "headers": headers,
         # The retry transport sets each attempt's limits itself; these apply when the transport is used alone.
         "timeout": httpx2.Timeout(
