@@ -23,9 +23,11 @@ from cryptography.fernet import Fernet
 
 import tether
 from oauth_server import OAuthClient, OAuthServer
-from tether.auth.tokens import TokenSet, TokenStore, renew_margin
+from store_fixtures import PostgresSpace
+from tether.auth.tokens import Sealer, TokenSet, TokenStore, renew_margin
 from tether.config import parse_config
 from tether.policies import ManualClock
+from tether.store.postgres import PostgresStore
 from tether.store.sqlite import SqliteStore
 
 
@@ -393,3 +395,39 @@ def test_the_store_lease_is_exclusive_and_released(tmp_path: Path) -> None:
     assert tokens.try_lease("token:y", "c", ttl=-1)  # an expired lease is taken over
     assert tokens.try_lease("token:y", "d", ttl=30)
     store.close()
+
+
+# --- PostgreSQL: the store several machines share --------------------------------------------------------------
+
+
+def test_a_postgresql_store_keeps_tokens_and_leases(postgres: PostgresSpace) -> None:
+    first, second = PostgresStore(postgres.url), PostgresStore(postgres.url)  # two processes, in effect
+    try:
+        a, b = TokenStore(first, sealer=Sealer(None)), TokenStore(second, sealer=Sealer(None))
+        a.save("crm", TokenSet("t1", refresh_token="r1", expires_at=2e9, obtained_at=1e9))
+        a.save("crm", TokenSet("t2", refresh_token="r2", expires_at=2e9, obtained_at=1e9))  # a rotation
+        loaded = b.load("crm")
+        assert loaded is not None
+        assert (loaded.access_token, loaded.refresh_token) == ("t2", "r2")
+        assert a.try_lease("token:crm", "a", ttl=30)
+        assert not b.try_lease("token:crm", "b", ttl=30)
+        a.release("token:crm", "a")
+        assert b.try_lease("token:crm", "b", ttl=30)
+        b.delete("crm")
+        assert a.load("crm") is None
+    finally:
+        first.close()
+        second.close()
+
+
+def test_oauth_through_a_hub_on_a_postgresql_store(
+    oauth_server: OAuthServer, tmp_path: Path, postgres: PostgresSpace
+) -> None:
+    client = oauth_server.register_client()
+    config = make_hub(oauth_server, client, tmp_path).config.model_copy(update={"store": postgres.url})
+    with tether.Hub(config, base_dir=tmp_path) as hub:
+        assert me(hub).status_code == 200
+    with tether.Hub(config, base_dir=tmp_path) as hub:  # a new process finds the token in PostgreSQL
+        assert me(hub).status_code == 200
+    assert oauth_server.token_request_count() == 1
+    assert postgres.rows("SELECT count(*) FROM tether_tokens") == [(1,)]
