@@ -24,6 +24,11 @@ def test_demo_runs_every_scenario_and_reports_attempts_waits_and_outcomes() -> N
     assert "TruncatedJSONError" in out
     assert "env var SANDBOX_WRONG_KEY" in out
     assert "ThrottledError" in out, "the API's 120 s pause holds for the next call"
+    assert "OAuth token living 3 s, two calls 2 s apart" in out
+    oauth = out.split("OAuth token living 3 s")[1]
+    assert "token requests during this scenario: 2" in oauth, "one token, then one renewal ahead of expiry"
+    rejected = out.split("rejects a still-valid token once")[1]
+    assert "200 OK" in rejected.split("●")[0], "the 401 was answered by a renewal and one replay"
     assert "CircuitOpenError" in out, "the breaker opened after four 503s"
     assert "sk_test_revoked" not in out + result.stderr, "the wrong key itself is never printed"
     assert "Traceback" not in result.stderr

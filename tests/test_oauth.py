@@ -169,6 +169,37 @@ def test_a_401_from_the_api_renews_once_and_replays_once(oauth_server: OAuthServ
     assert oauth_server.stats()["api_requests"] == 3
 
 
+@pytest.mark.parametrize("raising", [False, True])
+def test_a_client_that_raises_for_errors_still_replays_after_a_401(
+    oauth_server: OAuthServer, tmp_path: Path, raising: bool
+) -> None:
+    client = oauth_server.register_client()
+    with make_hub(oauth_server, client, tmp_path) as hub:
+        assert me(hub, raise_for_status=raising).status_code == 200
+        oauth_server.expire_all_access_tokens()
+        assert me(hub, raise_for_status=raising).status_code == 200
+    assert oauth_server.token_request_count() == 2
+
+
+async def test_an_async_client_that_raises_for_errors_replays_after_a_401(
+    oauth_server: OAuthServer, tmp_path: Path
+) -> None:
+    client = oauth_server.register_client()
+    with make_hub(oauth_server, client, tmp_path) as hub:
+        async with hub.async_client("crm", raise_for_status=True) as http:
+            assert (await http.get("/api/me")).status_code == 200
+            oauth_server.expire_all_access_tokens()
+            assert (await http.get("/api/me")).status_code == 200
+    assert oauth_server.token_request_count() == 2
+
+
+def test_a_raising_client_raises_when_the_replay_is_refused_too(oauth_server: OAuthServer, tmp_path: Path) -> None:
+    client = oauth_server.register_client()
+    with make_hub(oauth_server, client, tmp_path) as hub, pytest.raises(tether.AuthenticationError):
+        me(hub, raise_for_status=True, network=httpx2.MockTransport(lambda request: httpx2.Response(401)))
+    assert oauth_server.token_request_count() == 2
+
+
 def test_an_api_that_keeps_answering_401_gets_one_replay_not_a_loop(oauth_server: OAuthServer, tmp_path: Path) -> None:
     client = oauth_server.register_client()
     calls = []

@@ -32,6 +32,9 @@ from tether.auth.tokens import TokenSet, TokenStore
 from tether.errors import AuthError, GrantRevokedError, TokenEndpointError
 from tether.observe.log import logger
 
+# tether.client.call.AUTH_REPLAYS_401, not imported: auth stays below the client layer.
+_REPLAYS_401 = "tether.auth_replays_401"
+
 __all__ = ["OAuth2Auth", "TokenManager"]
 
 _LEASE_TTL = 30.0
@@ -263,19 +266,23 @@ class OAuth2Auth(httpx2.Auth):
     def sync_auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
         tokens = self.manager.token()
         _authorize(request, tokens)
+        replayable = _mark_replayable(request)
         response = yield request
-        if response.status_code == 401 and _replayable(request):
+        if response.status_code == 401 and replayable:
             response.close()
             _authorize(request, self.manager.token(rejected=tokens.access_token))
+            request.extensions.pop(_REPLAYS_401, None)
             yield request
 
     async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         tokens = await self.manager.atoken()
         _authorize(request, tokens)
+        replayable = _mark_replayable(request)
         response = yield request
-        if response.status_code == 401 and _replayable(request):
+        if response.status_code == 401 and replayable:
             await response.aclose()
             _authorize(request, await self.manager.atoken(rejected=tokens.access_token))
+            request.extensions.pop(_REPLAYS_401, None)
             yield request
 
     def __repr__(self) -> str:
@@ -286,9 +293,13 @@ def _authorize(request: httpx2.Request, tokens: TokenSet) -> None:
     request.headers["Authorization"] = f"{tokens.token_type} {tokens.access_token}"
 
 
-def _replayable(request: httpx2.Request) -> bool:
+def _mark_replayable(request: httpx2.Request) -> bool:
+    """Whether ``request`` can be sent twice; if so, mark it so a client that raises for errors lets the
+    first 401 come back to the flow (see ``tether.client.call.AUTH_REPLAYS_401``)."""
     try:
         request.content  # noqa: B018 - raises when the body is an unread stream, which cannot be sent twice
     except httpx2.RequestNotRead:
         return False
+    # The mark is read from the request the transport sees, so the replay, sent without it, raises as usual.
+    request.extensions[_REPLAYS_401] = True
     return True

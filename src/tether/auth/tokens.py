@@ -178,7 +178,6 @@ class TokenStore:
         self.store = store
         self.sealer = sealer if sealer is not None else Sealer.from_environment()
         self._wall, self._sleep = wall, sleep
-        self._postgres = type(store).__name__ == "PostgresStore"
 
     def load(self, integration: str) -> TokenSet | None:
         """The integration's token set, or ``None``.
@@ -235,18 +234,15 @@ class TokenStore:
 
     # -- SQL on either backend ---------------------------------------------------------------------------------
 
-    def _sql(self, statement: str) -> str:
-        return statement.replace("?", "%s") if self._postgres else statement
-
     def _schema(self) -> None:
-        self.store.ensure_schema("tokens", _POSTGRES_SCHEMA if self._postgres else _SQLITE_SCHEMA)  # type: ignore[attr-defined]
+        self.store.ensure_schema("tokens", _POSTGRES_SCHEMA if self.store.dialect == "postgresql" else _SQLITE_SCHEMA)
 
     def _run(self, statement: str, params: tuple[Any, ...]) -> None:
         self._schema()
-        with self.store.connection() as connection:  # type: ignore[attr-defined]
-            connection.execute(self._sql(statement), params)
+        with self.store.connection() as connection:
+            connection.execute(self.store.sql(statement), params)
 
     def _one(self, statement: str, params: tuple[Any, ...]) -> Any:
         self._schema()
-        with self.store.connection() as connection:  # type: ignore[attr-defined]
-            return connection.execute(self._sql(statement), params).fetchone()
+        with self.store.connection() as connection:
+            return connection.execute(self.store.sql(statement), params).fetchone()

@@ -7,16 +7,20 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import httpx2
 import typer
 
 from tether.cli._output import console, esc, say
 from tether.config.loader import parse_config
 from tether.errors import Attempt, CallError
 from tether.hub import Hub
+from tether.sandbox.oauth import SANDBOX_CLIENT_SECRET
 
 __all__ = ["demo"]
 
 _CONFIG = """
+store = "sqlite:///:memory:"
+
 [integrations.sandbox]
 base_url = "{url}"
 auth = {{ type = "api_key", key = "${{SANDBOX_API_KEY}}", name = "X-API-Key" }}
@@ -31,6 +35,16 @@ base_url = "{url}"
 auth = {{ type = "api_key", key = "${{SANDBOX_API_KEY}}" }}
 retry = false
 breaker = {{ min_calls = 4, failure_ratio = 0.5, open_for = "30s" }}
+
+[integrations.sandbox-oauth]
+base_url = "{url}"
+retry = {{ backoff = "200ms" }}
+[integrations.sandbox-oauth.auth]
+type = "oauth2"
+token_url = "{url}/oauth/token"
+client_id = "sandbox-client"
+client_secret = "${{SANDBOX_CLIENT_SECRET}}"
+params = {{ expires_in = "3" }}  # the sandbox's tokens then live 3 s
 
 [integrations.sandbox-wrong-key]
 base_url = "{url}"
@@ -47,6 +61,7 @@ class Scenario:
     path: str
     faulted: str  # what the sandbox was told to do
     repeat: int = 1  # calls made; the last one's outcome is shown
+    pause: float = 0.0  # seconds between the calls
 
 
 def _scenarios() -> list[Scenario]:
@@ -105,6 +120,22 @@ def _scenarios() -> list[Scenario]:
             "/v1/customers",
             "would answer, but tether does not ask",
         ),
+        Scenario(
+            "OAuth token living 3 s, two calls 2 s apart",
+            "sandbox-oauth",
+            "GET",
+            "/v1/customers?limit=1",
+            "issues client-credentials tokens valid for 3 s",
+            repeat=2,
+            pause=2.0,
+        ),
+        Scenario(
+            "the API rejects a still-valid token once",
+            "sandbox-oauth",
+            "GET",
+            f"/v1/customers?limit=1&fault=status:401&fail_times=1&key={key()}",
+            "401 once",
+        ),
         Scenario("wrong API key", "sandbox-wrong-key", "GET", "/v1/customers", "401"),
         Scenario(
             "API down: the breaker opens after 4 failures",
@@ -131,6 +162,8 @@ def _run(hub: Hub, scenario: Scenario) -> list[str]:
     earlier: list[str] = []
     with hub.client(scenario.integration, raise_for_status=True) as client:
         for number in range(1, scenario.repeat + 1):
+            if number > 1:
+                time.sleep(scenario.pause)
             started = time.perf_counter()
             try:
                 response = client.request(scenario.method, scenario.path, json=body)
@@ -159,6 +192,12 @@ def _run(hub: Hub, scenario: Scenario) -> list[str]:
     return lines
 
 
+def _token_requests(url: str) -> int:
+    """How many tokens the sandbox's OAuth endpoint has issued so far."""
+    issued: int = httpx2.get(f"{url}/oauth/stats").json()["tokens_issued"]
+    return issued
+
+
 def demo(
     only: str | None = typer.Option(None, help="Run only scenarios whose title contains this text."),
 ) -> None:
@@ -167,6 +206,7 @@ def demo(
 
     os.environ.setdefault("SANDBOX_API_KEY", "sk_test_sandbox")
     os.environ.setdefault("SANDBOX_WRONG_KEY", "sk_test_revoked")
+    os.environ.setdefault("SANDBOX_CLIENT_SECRET", SANDBOX_CLIENT_SECRET)
     with running_sandbox() as server:
         config = parse_config(_CONFIG.format(url=server.url), source="(demo config)")
         hub = Hub(config)
@@ -176,8 +216,12 @@ def demo(
             if only and only.lower() not in scenario.title.lower():
                 continue
             say(f"[bold]● {scenario.title}[/bold]  [dim](the API: {scenario.faulted})[/dim]")
+            issued = _token_requests(server.url)
             with console.status(scenario.title):
                 lines = _run(hub, scenario)
+            if scenario.integration == "sandbox-oauth":
+                renewals = _token_requests(server.url) - issued
+                lines.append(f"    token requests during this scenario: {renewals}")
             for line in lines:
                 say(line)
     say("\nNext: [bold]tether sandbox[/bold] to keep it running, then [bold]tether call[/bold] against it.")

@@ -39,6 +39,9 @@ __all__ = ["BUFFER_LIMIT", "Call", "CallSpec", "Route"]
 
 # Bodies at most this large are read inside the retry loop, so a connection that drops mid-body is retried.
 BUFFER_LIMIT = 8 * 1024 * 1024
+# Set by an auth flow that renews and replays on a 401 (tether.auth.oauth2): that 401 goes back to the flow
+# instead of raising, and the replay, which no longer carries the mark, raises if it fails again.
+AUTH_REPLAYS_401 = "tether.auth_replays_401"
 _IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key")
 _REQUEST_ID_NAMES = frozenset(name.encode() for name in REQUEST_ID_HEADERS)
 _NO_SIGNAL = RateLimitSignal()
@@ -292,7 +295,8 @@ class Call:
         self._log_call(response.status_code, None, failed=failed)
         if failed:
             error = error_for_response(self.spec.info, self.request, response, self.state)
-            if self.request.extensions.get("tether.raise_for_status", self.spec.raise_for_status):
+            replay = response.status_code == 401 and self.request.extensions.get(AUTH_REPLAYS_401, False)
+            if self.request.extensions.get("tether.raise_for_status", self.spec.raise_for_status) and not replay:
                 raise error
             extensions["tether.error"] = error
         assert isinstance(response, TetherResponse)

@@ -13,9 +13,12 @@ Endpoints:
   including ``stream: true``.
 - ``GET /v1/requests?key=K``: what the sandbox saw for a fault ``key`` (see :mod:`.faults`); needs no
   credentials and is never faulted.
+- ``POST /oauth/token`` and ``GET /oauth/stats``: an OAuth 2.0 client-credentials token endpoint
+  (see :mod:`.oauth`).
 
-Everything else under ``/v1/`` needs one of ``X-API-Key: <api_key>``, ``?api_key=<api_key>`` or
-``Authorization: Bearer <bearer_token>``, else a 401 ``authentication_error``. Every response carries
+Everything else under ``/v1/`` needs one of ``X-API-Key: <api_key>``, ``?api_key=<api_key>``,
+``Authorization: Bearer <bearer_token>`` or a bearer token from ``/oauth/token`` that has not expired, else a
+401 ``authentication_error``. Every response carries
 an ``X-Request-Id``.
 """
 
@@ -40,6 +43,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tether.sandbox.faults import FaultMiddleware, RequestLog, error_response
+from tether.sandbox.oauth import TokenIssuer
 
 __all__ = ["SANDBOX_API_KEY", "SANDBOX_BEARER_TOKEN", "create_app"]
 
@@ -61,6 +65,7 @@ def create_app(*, api_key: str = SANDBOX_API_KEY, bearer_token: str = SANDBOX_BE
     """
     log = RequestLog()
     customers = _Customers()
+    issuer = TokenIssuer()
 
     async def requests_seen(request: Request) -> Response:
         key = request.query_params.get("key")
@@ -87,11 +92,13 @@ def create_app(*, api_key: str = SANDBOX_API_KEY, bearer_token: str = SANDBOX_BE
         Route("/v1/chat/completions", _chat_completions, methods=["POST"]),
         Route("/v1/models", _models),
         Route(_REQUESTS_PATH, requests_seen),
+        Route("/oauth/token", issuer.token, methods=["POST"]),
+        Route("/oauth/stats", issuer.stats),
     ]
     middleware = [
         Middleware(_RequestIdMiddleware),
         Middleware(FaultMiddleware, log=log, exempt_paths=frozenset({_REQUESTS_PATH})),
-        Middleware(_AuthMiddleware, api_key=api_key, bearer_token=bearer_token),
+        Middleware(_AuthMiddleware, api_key=api_key, bearer_token=bearer_token, issuer=issuer),
     ]
     return Starlette(routes=routes, middleware=middleware, exception_handlers={HTTPException: _http_error})
 
@@ -116,17 +123,18 @@ class _RequestIdMiddleware:
 
 
 class _AuthMiddleware:
-    def __init__(self, app: ASGIApp, *, api_key: str, bearer_token: str) -> None:
+    def __init__(self, app: ASGIApp, *, api_key: str, bearer_token: str, issuer: TokenIssuer) -> None:
         self.app = app
         self.api_key = api_key
         self.bearer_token = bearer_token
+        self.issuer = issuer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         guarded = scope["type"] == "http" and path.startswith("/v1/") and path != _REQUESTS_PATH
         if guarded and not self._authorized(Request(scope)):
             message = "No valid credentials: send X-API-Key, ?api_key= or Authorization: Bearer."
-            headers = {"WWW-Authenticate": 'Bearer realm="sandbox"'}
+            headers = {"WWW-Authenticate": 'Bearer realm="sandbox", error="invalid_token"'}
             await error_response(401, "authentication_error", message, headers=headers)(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -137,7 +145,10 @@ class _AuthMiddleware:
         return (
             _same(request.headers.get("x-api-key"), self.api_key)
             or _same(request.query_params.get("api_key"), self.api_key)
-            or (scheme.lower() == "bearer" and _same(token.strip(), self.bearer_token))
+            or (
+                scheme.lower() == "bearer"
+                and (_same(token.strip(), self.bearer_token) or self.issuer.valid(token.strip()))
+            )
         )
 
 

@@ -22,15 +22,26 @@ cache, never a failed call.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import hishel
 
 from tether.observe.redact import MASK, is_sensitive_name
 
-__all__ = ["CacheStorage", "Store", "open_cache_storage", "open_store", "public_url", "sqlite_path"]
+__all__ = [
+    "CacheStorage",
+    "SqlConnection",
+    "SqlCursor",
+    "Store",
+    "open_cache_storage",
+    "open_store",
+    "public_url",
+    "sqlite_path",
+]
 
 SQLITE_PREFIX = "sqlite:///"
 MEMORY = ":memory:"
@@ -50,14 +61,51 @@ class CacheStorage(hishel.BaseStorage):
         """A random value created once per store and kept with it, so keys made by any process agree."""
 
 
+class SqlCursor(Protocol):
+    """What tether reads back from a statement, on either backend."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class SqlConnection(Protocol):
+    """The part of a DB-API connection tether's components use (``sqlite3`` and psycopg 3 both have it)."""
+
+    def execute(self, statement: str, params: Sequence[Any] = ..., /) -> SqlCursor: ...
+
+
 class Store(abc.ABC):
     """A store backend. Opening one touches nothing; the first use does.
 
+    Components that keep tables of their own (tokens, the webhook inbox) write their SQL once with ``?``
+    placeholders, pass it through :meth:`sql`, and create their tables with :meth:`ensure_schema`, choosing
+    the DDL by :attr:`dialect`.
+
     Attributes:
         url: Where the store is, as configured (it never holds a credential).
+        dialect: ``"sqlite"`` or ``"postgresql"``.
     """
 
     url: str
+    dialect: ClassVar[Literal["sqlite", "postgresql"]]
+
+    @abc.abstractmethod
+    def connection(self) -> contextlib.AbstractContextManager[SqlConnection]:
+        """A connection for the ``with`` block. On PostgreSQL the block is one transaction; on SQLite each
+        statement commits on its own unless the block runs ``BEGIN``/``COMMIT`` itself.
+        """
+
+    @abc.abstractmethod
+    def ensure_schema(self, name: str, statements: Iterable[str]) -> None:
+        """Run ``statements`` (idempotent DDL) once per process for the component ``name``."""
+
+    def sql(self, statement: str) -> str:
+        """``statement`` with its ``?`` placeholders in this backend's style."""
+        return statement.replace("?", "%s") if self.dialect == "postgresql" else statement
 
     @abc.abstractmethod
     def cache_storage(self) -> CacheStorage:

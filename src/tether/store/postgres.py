@@ -50,6 +50,8 @@ class PostgresStore(Store):
         timeout: Seconds an operation waits for a pooled connection before it fails.
     """
 
+    dialect = "postgresql"
+
     def __init__(self, url: str, *, max_connections: int = 4, connect_timeout: int = 2, timeout: float = 1.0) -> None:
         self.url = public_url(url)
         self._conninfo = url

@@ -37,6 +37,8 @@ class SqliteStore(Store):
         url: The URL it was configured as, for messages.
     """
 
+    dialect = "sqlite"
+
     def __init__(self, path: str | os.PathLike[str], *, url: str | None = None) -> None:
         self.path = str(path)
         self.url = url or f"sqlite:///{self.path}"
