@@ -12,7 +12,7 @@ from hypothesis import settings
 settings.register_profile("tether", deadline=None)
 settings.load_profile("tether")
 
-pytest_plugins = ["sandbox_fixtures", "upstream_fixtures", "oauth_fixtures", "store_fixtures"]
+pytest_plugins = ["sandbox_fixtures", "upstream_fixtures", "oauth_fixtures", "store_fixtures", "webhook_fixtures"]
 
 
 @pytest.fixture

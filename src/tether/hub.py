@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 
@@ -28,6 +28,11 @@ from tether.policies.clock import Clock, SystemClock
 from tether.state.base import StateBackend
 from tether.state.memory import MemoryState
 from tether.store import CacheStorage, Store, open_cache_storage, open_store
+
+if TYPE_CHECKING:
+    from tether.config.webhooks import WebhookConfig
+    from tether.webhooks.events import Handler, Handlers
+    from tether.webhooks.inbox import Inbox
 
 __all__ = ["Hub"]
 
@@ -85,6 +90,8 @@ class Hub:
         self._cache: tuple[CacheStorage, Callable[[], None]] | None = None  # from cache_store, with its closer
         self._keyring: Keyring | None = None
         self._store_lock = threading.Lock()
+        self._inbox: Inbox | None = None
+        self._handlers: Handlers | None = None
         install_log_filters()
 
     @classmethod
@@ -224,6 +231,56 @@ class Hub:
                     async_sleep=self._async_sleep,
                 )
             return self._auth[name]
+
+    # -- webhooks ----------------------------------------------------------------------------------------------
+
+    def on(self, name: str, event_type: str = "*") -> Callable[[Handler], Handler]:
+        """Register the decorated function as a handler of ``name``'s webhook events of ``event_type``.
+
+        ``event_type`` is a type (``"invoice.paid"``), a glob (``"invoice.*"``) or ``"*"`` (every event, also
+        those without a type). A handler takes a :class:`~tether.webhooks.WebhookEvent`, may be sync or async,
+        and must be idempotent: delivery is at least once. Raising fails the attempt (it is retried).
+
+        Raises:
+            KeyError: ``name`` is not an integration.
+            ValueError: it has no ``webhooks`` table.
+        """
+        if self.integration(name).webhooks is None:
+            raise ValueError(
+                f"integration {name!r} has no [integrations.{name}.webhooks] table; add one (scheme and secret) "
+                "to receive its webhooks"
+            )
+
+        def register(handler: Handler) -> Handler:
+            self.webhook_handlers.add(name, event_type, handler)
+            return handler
+
+        return register
+
+    def webhook_configs(self) -> dict[str, WebhookConfig]:
+        """The ``webhooks`` table of every integration that has one."""
+        return {name: config.webhooks for name, config in self.integrations.items() if config.webhooks is not None}
+
+    @property
+    def webhook_handlers(self) -> Handlers:
+        """What :meth:`on` registered."""
+        from tether.webhooks.events import Handlers
+
+        with self._store_lock:
+            if self._handlers is None:
+                self._handlers = Handlers()
+            return self._handlers
+
+    @property
+    def inbox(self) -> Inbox:
+        """The webhook inbox, in the store."""
+        from tether.webhooks.inbox import Inbox
+
+        store = self.store
+        with self._store_lock:
+            if self._inbox is None:
+                self._inbox = Inbox(store, wall=self.clock.wall)
+            return self._inbox
 
     def token_manager(self, name: str) -> TokenManager:
         """The OAuth 2.0 token manager of ``name`` (``tether auth``).

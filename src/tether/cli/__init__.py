@@ -11,6 +11,8 @@ from tether.cli.call import call
 from tether.cli.check import check
 from tether.cli.demo import demo
 from tether.cli.sandbox import sandbox
+from tether.cli.serve import serve
+from tether.cli.webhooks import webhooks
 
 __all__ = ["app", "main"]
 
@@ -49,7 +51,9 @@ app.command()(check)
 app.command()(call)
 app.command()(sandbox)
 app.command()(demo)
+app.command()(serve)
 app.add_typer(auth, name="auth")
+app.add_typer(webhooks, name="webhooks")
 
 
 def main() -> None:

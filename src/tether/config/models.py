@@ -27,6 +27,7 @@ from tether.config.auth import (
     OAuth2AuthConfig,
 )
 from tether.config.caching import CacheConfig, FallbackConfig, StaticResponse, endpoint_patterns
+from tether.config.webhooks import ForwardConfig, HmacOptions, WebhookConfig
 
 __all__ = [
     "ApiKeyAuthConfig",
@@ -37,7 +38,9 @@ __all__ = [
     "CacheConfig",
     "EndpointConfig",
     "FallbackConfig",
+    "ForwardConfig",
     "HealthCheck",
+    "HmacOptions",
     "IntegrationConfig",
     "JwtAuthConfig",
     "JwtClaimsConfig",
@@ -47,6 +50,7 @@ __all__ = [
     "StaticResponse",
     "TetherConfig",
     "TimeoutConfig",
+    "WebhookConfig",
 ]
 
 DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -242,6 +246,7 @@ class IntegrationConfig(_Model):
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
     cache: CacheConfig = CacheConfig(enabled=False)
     fallback: FallbackConfig = FallbackConfig()
+    webhooks: WebhookConfig | None = None
 
     @field_validator("endpoints")
     @classmethod

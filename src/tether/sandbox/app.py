@@ -44,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tether.sandbox.faults import FaultMiddleware, RequestLog, error_response
 from tether.sandbox.oauth import TokenIssuer
+from tether.sandbox.webhooks import send_endpoint
 
 __all__ = ["SANDBOX_API_KEY", "SANDBOX_BEARER_TOKEN", "create_app"]
 
@@ -94,6 +95,7 @@ def create_app(*, api_key: str = SANDBOX_API_KEY, bearer_token: str = SANDBOX_BE
         Route(_REQUESTS_PATH, requests_seen),
         Route("/oauth/token", issuer.token, methods=["POST"]),
         Route("/oauth/stats", issuer.stats),
+        Route("/sandbox/webhooks", send_endpoint, methods=["POST"]),
     ]
     middleware = [
         Middleware(_RequestIdMiddleware),

@@ -1,0 +1,123 @@
+"""Group commit: the receiver's events committed many to a transaction, from one thread.
+
+A request hands its event to :meth:`InboxWriter.accept` and waits; one thread takes every event waiting at that
+moment, commits them together (:meth:`Inbox.add`) and wakes their requests. Nothing waits on a timer: a lone
+event is committed at once, and while one commit is on its way to the disk the next batch gathers behind it,
+so the cost of a durable commit is shared by every event that arrived during the previous one. Each request
+still gets its answer only after its own event is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import threading
+from collections.abc import Callable
+
+from tether.observe.log import logger
+from tether.webhooks.inbox import Inbox, Incoming
+
+__all__ = ["InboxWriter"]
+
+_Waiting = tuple[Incoming, asyncio.AbstractEventLoop, "asyncio.Future[bool]"]
+
+
+class InboxWriter:
+    """Commits events to ``inbox`` in batches of up to ``max_batch``.
+
+    Args:
+        inbox: Where events go.
+        max_batch: The most events one transaction holds.
+        on_commit: Called (from the writer's thread) after each batch that stored a new event.
+    """
+
+    def __init__(self, inbox: Inbox, *, max_batch: int = 256, on_commit: Callable[[], None] | None = None) -> None:
+        self.inbox = inbox
+        self.max_batch = max_batch
+        self.on_commit = on_commit
+        self._waiting: collections.deque[_Waiting] = collections.deque()
+        self._condition = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.batches = 0
+        self.events = 0
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive() and not self._stopping
+
+    def start(self) -> None:
+        """Start the writer's thread (once; later calls do nothing)."""
+        with self._condition:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="tether-inbox-writer", daemon=True)
+            self._thread.start()
+
+    async def accept(self, event: Incoming) -> bool:
+        """Commit ``event``; ``True`` once it is new and on disk, ``False`` for a duplicate.
+
+        Raises:
+            RuntimeError: the writer is stopping or stopped.
+            Exception: the commit failed (the store's own error); the event may be retried by its sender.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        with self._condition:
+            if self._stopping or self._thread is None:
+                raise RuntimeError("the webhook inbox writer is not running")
+            self._waiting.append((event, loop, future))
+            self._condition.notify()
+        return await future
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Commit what is waiting, then stop the thread."""
+        with self._condition:
+            thread, self._thread = self._thread, None
+            self._stopping = True
+            self._condition.notify()
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._waiting and not self._stopping:
+                    self._condition.wait()
+                if not self._waiting:
+                    return
+                batch = [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Waiting]) -> None:
+        error: Exception | None = None
+        results: list[bool] = []
+        try:
+            results = self.inbox.add([event for event, _, _ in batch])
+        except Exception as exc:  # the store's error goes back to every request in the batch
+            error = exc
+            logger.error("webhook inbox: could not commit %d event(s): %s", len(batch), exc)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool]]] = {}
+        for index, (_, loop, future) in enumerate(batch):
+            by_loop.setdefault(loop, []).append((future, results[index] if error is None else False))
+        for loop, waiting in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
+                loop.call_soon_threadsafe(_settle, waiting, error)
+        if error is None:
+            self.batches += 1
+            self.events += len(batch)
+            if self.on_commit is not None and any(results):
+                self.on_commit()
+
+
+def _settle(waiting: list[tuple[asyncio.Future[bool], bool]], error: Exception | None) -> None:
+    for future, new in waiting:
+        if future.done():  # the request went away; its event is committed all the same
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(new)
