@@ -8,6 +8,7 @@ integration that owns it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -71,11 +72,17 @@ def register_secret(value: str) -> None:
 def register_sensitive_name(name: str) -> None:
     """Treat a header or query parameter called ``name`` as sensitive (e.g. a configured API-key header)."""
     _SENSITIVE_NAMES.add(name.lower())
+    _sensitive.cache_clear()
 
 
 def is_sensitive_name(name: str) -> bool:
     """Whether a header or query parameter name carries credentials."""
-    lowered = name.lower()
+    return _sensitive(name.lower())
+
+
+# Cached: the webhook receiver asks for every header of every request, and header names repeat.
+@functools.lru_cache(maxsize=4096)
+def _sensitive(lowered: str) -> bool:
     return lowered in _SENSITIVE_NAMES or any(part in lowered for part in _SENSITIVE_PARTS)
 
 
