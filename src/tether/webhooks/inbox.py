@@ -254,7 +254,7 @@ class Inbox:
         ``ids`` picks events by inbox id, ``since`` those received at or after that time, ``dead`` those in
         dead-letter; every filter given must hold. An event being processed right now is left alone.
         """
-        clauses, params = self._selection(ids=ids, since=since, dead=dead, integration=integration)
+        clauses, params = self._selection(ids=ids, since=since, dead=dead)
         if not clauses:
             return []
         statement = (
@@ -330,9 +330,7 @@ class Inbox:
     # -- SQL on either backend ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _selection(
-        *, ids: Iterable[int], since: float | None, dead: bool, integration: str | None
-    ) -> tuple[list[str], list[Any]]:
+    def _selection(*, ids: Iterable[int], since: float | None, dead: bool) -> tuple[list[str], list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
         chosen = list(ids)

@@ -28,7 +28,7 @@ from tether.config.webhooks import ForwardConfig, WebhookConfig
 from tether.observe.log import logger
 from tether.webhooks.events import Handlers, WebhookEvent
 from tether.webhooks.inbox import Claimed, Inbox
-from tether.webhooks.schemes import scheme_for
+from tether.webhooks.schemes import Scheme, scheme_for
 
 __all__ = ["Worker"]
 
@@ -69,6 +69,7 @@ class Worker:
         self._stopping = False
         self._client: httpx2.AsyncClient | None = None
         self._last_purge = 0.0
+        self._signers: dict[str, Scheme] = {}  # the forward signer per integration, built once
         self.processed = 0
         self.failed = 0
 
@@ -181,7 +182,9 @@ class Worker:
     async def _forward(self, event: WebhookEvent, forward: ForwardConfig) -> None:
         if self._client is None:
             self._client = httpx2.AsyncClient()
-        signer = scheme_for("standard", [forward.secret.value])
+        signer = self._signers.get(event.integration)
+        if signer is None:
+            signer = self._signers[event.integration] = scheme_for("standard", [forward.secret.value])
         headers = {
             "content-type": event.headers.get("content-type", "application/json"),
             "tether-integration": event.integration,
