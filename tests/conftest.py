@@ -26,3 +26,10 @@ def restore_logging() -> Iterator[None]:
     root.setLevel(level)
     for name, saved in levels.items():
         logging.getLogger(name).setLevel(saved)
+
+
+@pytest.fixture(autouse=True)
+def _own_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run each test in a folder of its own: a hub made without a base folder keeps its store (and the call
+    records it writes by default) in ``./tether.db``, which must not land in the checkout."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))

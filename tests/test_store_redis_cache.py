@@ -135,8 +135,9 @@ def test_the_salt_is_whatever_the_first_process_set(
 def test_a_redis_cache_store_holds_the_cache_under_its_prefix_and_closes_with_the_hub(
     tmp_path: Path, private_redis: RedisServer
 ) -> None:
+    # Call records off: they would go to the store, and this test shows the cache alone never needs it.
     config = TOML.format(extra="cache = true").replace(
-        'store = "sqlite:///tether.db"', f'cache_store = "{private_redis.url}"'
+        'store = "sqlite:///tether.db"', f'cache_store = "{private_redis.url}"\nmonitoring = {{ record = false }}'
     )
     hub = tether.Hub(parse_config(config, env={}), base_dir=tmp_path)
     api = counting({"Cache-Control": "max-age=60"})

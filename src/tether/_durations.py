@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["parse_duration"]
+__all__ = ["format_duration", "parse_duration"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -47,3 +47,18 @@ def _parse_parts(text: str) -> float:
     if not text or position != len(text):
         raise ValueError(f"expected a duration such as 30, '500ms' or '1m30s', got {text!r}")
     return total
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` the way tether.toml writes durations: ``"300ms"``, ``"45s"``, ``"5m"``, ``"1h30m"``, ``"14d"``."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    whole = round(seconds)
+    if whole != seconds or whole < 60:
+        return f"{seconds:g}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, whole = divmod(whole, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

@@ -21,6 +21,10 @@ from tether.client.clients import TetherAsyncClient, TetherClient
 from tether.client.transport import AsyncRetryTransport, RetryTransport
 from tether.config.loader import find_config, load_config
 from tether.config.models import IntegrationConfig, TetherConfig
+from tether.observe.calllog import CallLog
+from tether.observe.otel import available as otel_available
+from tether.observe.otel import instrument as instrument_otel
+from tether.observe.recorder import Recorder
 from tether.observe.redact import install_log_filters
 from tether.policies.budget import RetryBudget
 from tether.policies.bulkhead import Bulkhead
@@ -92,6 +96,21 @@ class Hub:
         self._store_lock = threading.Lock()
         self._inbox: Inbox | None = None
         self._handlers: Handlers | None = None
+        self._call_log: CallLog | None = None
+        monitoring = config.monitoring
+        self.recorder: Recorder | None = None
+        otel = monitoring.otel is True or (monitoring.otel == "auto" and otel_available())
+        if monitoring.record or otel:
+            self.recorder = Recorder(
+                (lambda: self.call_log) if monitoring.record else None,
+                flush_interval=monitoring.flush_interval,
+                buffer=monitoring.buffer,
+                retention=monitoring.retention,
+                summary_retention=monitoring.summary_retention,
+                wall=self.clock.wall,
+            )
+            if otel:
+                instrument_otel(self.recorder)
         install_log_filters()
 
     @classmethod
@@ -117,15 +136,29 @@ class Hub:
         self.integration(name)
         return self._stats[name].snapshot()
 
+    @property
+    def call_log(self) -> CallLog:
+        """The call records and their summaries, in the store."""
+        store = self.store
+        with self._store_lock:
+            if self._call_log is None:
+                self._call_log = CallLog(store)
+            return self._call_log
+
     def close(self) -> None:
-        """Close the store and the state backend this hub opened. Clients still open then see cache misses."""
+        """Write the last call records, then close the store and the state backend this hub opened.
+
+        Clients still open then see cache misses, and their calls are no longer recorded.
+        """
+        if self.recorder is not None:
+            self.recorder.close()
         with self._store_lock:
             if self._cache is not None:
                 self._cache[1]()
                 self._cache, self._keyring = None, None
             if self._store is not None and self._owns_store:
                 self._store.close()
-                self._store, self._keyring = None, None
+                self._store, self._keyring, self._call_log = None, None, None
         close_state = getattr(self.state, "close", None)
         if self._owns_state and callable(close_state):
             close_state()
@@ -302,6 +335,7 @@ class Hub:
             raise_for_status=raise_for_status,
             state=self.state,
             bulkhead=self._bulkheads.get(name),
+            recorder=self.recorder,
         )
 
     def _cache_spec(self, name: str) -> CacheSpec | None:

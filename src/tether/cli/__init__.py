@@ -12,6 +12,7 @@ from tether.cli.check import check
 from tether.cli.demo import demo
 from tether.cli.sandbox import sandbox
 from tether.cli.serve import serve
+from tether.cli.status import status
 from tether.cli.webhooks import webhooks
 
 __all__ = ["app", "main"]
@@ -52,6 +53,7 @@ app.command()(call)
 app.command()(sandbox)
 app.command()(demo)
 app.command()(serve)
+app.command()(status)
 app.add_typer(auth, name="auth")
 app.add_typer(webhooks, name="webhooks")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ import httpx2
 import typer
 
 from tether.cli._output import console, esc, say
+from tether.cli._tour import TOUR_CONFIG
+from tether.cli._tour import tour as run_tour
 from tether.config.loader import parse_config
 from tether.errors import Attempt, CallError
 from tether.hub import Hub
@@ -199,14 +202,17 @@ def _token_requests(url: str) -> int:
 
 
 def demo(
-    only: str | None = typer.Option(None, help="Run only scenarios whose title contains this text."),
+    only: str | None = typer.Option(None, help="Run only scenarios whose title contains this text ('tour': the tour)."),
+    tour: bool = typer.Option(True, "--tour/--no-tour", help="Then tour tether serve: dashboard, alerts, webhooks."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the tour running (with traffic) until Ctrl-C."),
 ) -> None:
-    """Start the sandbox and call it through injected faults, showing what tether did."""
+    """Start the sandbox and call it through injected faults, showing what tether did; then tour tether serve."""
     from tether.sandbox.server import running_sandbox
 
     os.environ.setdefault("SANDBOX_API_KEY", "sk_test_sandbox")
     os.environ.setdefault("SANDBOX_WRONG_KEY", "sk_test_revoked")
     os.environ.setdefault("SANDBOX_CLIENT_SECRET", SANDBOX_CLIENT_SECRET)
+    os.environ.setdefault("SHOP_WEBHOOK_SECRET", "whsec_" + secrets.token_hex(16))
     with running_sandbox() as server:
         config = parse_config(_CONFIG.format(url=server.url), source="(demo config)")
         hub = Hub(config)
@@ -224,4 +230,8 @@ def demo(
                 lines.append(f"    token requests during this scenario: {renewals}")
             for line in lines:
                 say(line)
+        hub.close()
+        if tour and (not only or "tour" in only.lower()):
+            with Hub(parse_config(TOUR_CONFIG.format(url=server.url), source="(demo tour config)")) as shop:
+                run_tour(shop, keep=keep, secret=os.environ["SHOP_WEBHOOK_SECRET"])
     say("\nNext: [bold]tether sandbox[/bold] to keep it running, then [bold]tether call[/bold] against it.")

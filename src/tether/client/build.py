@@ -36,6 +36,7 @@ from tether.client.cache import CachePolicy, CacheSpec, CacheStats
 from tether.client.call import Route
 from tether.client.transport import CallSpec
 from tether.config.models import BreakerConfig, IntegrationConfig, RateLimitConfig
+from tether.observe.recorder import Recorder
 from tether.policies.breaker import BreakerSettings
 from tether.policies.budget import RetryBudget
 from tether.policies.bulkhead import Bulkhead
@@ -108,6 +109,7 @@ def spec_for(
     raise_for_status: bool,
     state: StateBackend,
     bulkhead: Bulkhead | None = None,
+    recorder: Recorder | None = None,
 ) -> CallSpec:
     """The call spec (policies and limits) of integration ``name``."""
     timeout = config.timeout
@@ -132,6 +134,9 @@ def spec_for(
         base_path=(config.base_url.path or "").rstrip("/"),
         max_wait=config.rate_limit.max_wait if config.rate_limit else None,
         bulkhead=bulkhead,
+        recorder=recorder,
+        version=config.version,
+        version_header=config.version_header,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import httpx2
@@ -17,23 +17,19 @@ import httpx2
 from tether import errors
 from tether.client._errormap import (
     REQUEST_ID_HEADERS,
-    CallInfo,
     error_for_exception,
     error_for_rejection,
     error_for_response,
 )
+from tether.client._recording import Seen, call_record
 from tether.client.response import TetherResponse
+from tether.client.spec import CallSpec, Route
 from tether.observe.log import log_attempt, log_call, log_transition, logger
 from tether.observe.redact import redact_text
 from tether.policies.breaker import State
-from tether.policies.budget import RetryBudget
-from tether.policies.bulkhead import Bulkhead
-from tether.policies.clock import Clock, SystemClock
-from tether.policies.endpoints import EndpointRules, relative_path
 from tether.policies.ratelimit import RateLimitSignal, read_rate_limit_headers, tokens_used
-from tether.policies.retry import ErrorKind, GiveUp, RetryPolicy, RetryState, classify_exception
-from tether.state.base import Admission, Limits, StateBackend, breaker_of
-from tether.state.memory import MemoryState
+from tether.policies.retry import ErrorKind, GiveUp, RetryState, classify_exception
+from tether.state.base import Admission, Limits, breaker_of
 
 __all__ = ["BUFFER_LIMIT", "Call", "CallSpec", "Route"]
 
@@ -45,83 +41,6 @@ AUTH_REPLAYS_401 = "tether.auth_replays_401"
 _IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key")
 _REQUEST_ID_NAMES = frozenset(name.encode() for name in REQUEST_ID_HEADERS)
 _NO_SIGNAL = RateLimitSignal()
-
-
-@dataclass
-class CallSpec:
-    """Everything about one integration that a call needs; built once by :mod:`tether.client.build`.
-
-    Attributes:
-        integration: The integration's name.
-        policy: Retry rules.
-        deadline: Seconds the whole call may take (``timeout.total``).
-        limits: Per-attempt timeouts: connect, read, write, pool (``None``: bounded by the deadline only).
-        budget: The integration's retry budget, shared by all its clients.
-        idempotency_header: Header to carry a fresh key per logical call (POST/PATCH), if configured.
-        raise_for_status: Raise typed errors for 4xx/5xx from the transport. Off by default, as in httpx2:
-            the response's ``raise_for_status()`` raises the same typed error, and SDKs that call it
-            (OpenAI's, Anthropic's) keep their own error handling.
-        credential_source: Where the credential comes from, for the 401 hint.
-        clock: Time source.
-        state: Where rate-limit budgets, pauses and breakers live (shared by every client of the hub).
-        rate_limits: The integration's rate limit, token budget and breaker settings.
-        routes: The endpoint groups with limits of their own (``endpoints``), matched against the request's
-            path relative to ``base_path``.
-        base_path: ``base_url``'s path.
-        max_wait: Longest a call queues for a rate-limit slot (``None``: its remaining deadline).
-        bulkhead: The cap on the integration's attempts in flight (``concurrency``), if any.
-    """
-
-    integration: str
-    policy: RetryPolicy
-    deadline: float
-    limits: dict[str, float | None]
-    budget: RetryBudget | None = None
-    idempotency_header: str | None = None
-    raise_for_status: bool = False
-    credential_source: str | None = None
-    clock: Clock = field(default_factory=SystemClock)
-    state: StateBackend = field(default_factory=MemoryState)
-    rate_limits: Limits = field(default_factory=Limits)
-    routes: EndpointRules[Route] = field(default_factory=EndpointRules)
-    base_path: str = ""
-    max_wait: float | None = None
-    bulkhead: Bulkhead | None = None
-
-    def __post_init__(self) -> None:
-        self.info = CallInfo(
-            self.integration, self.credential_source, self.limits.get("connect"), self.limits.get("read")
-        )
-        self.route = Route(self.rate_limits, self.max_wait)
-
-    def route_for(self, request: httpx2.Request) -> Route:
-        """The limits a request answers to: its endpoint group's, else the integration's."""
-        if not self.routes:
-            return self.route
-        path = relative_path(request.url.path, self.base_path)
-        route = self.routes.lookup(request.method, path)
-        if route is None:
-            return self.route
-        return route if route.max_wait is not None else Route(route.limits, self.max_wait)
-
-
-@dataclass(frozen=True)
-class Route:
-    """The limits of one endpoint group, or of the whole integration.
-
-    Attributes:
-        limits: What the state backend admits the call against.
-        max_wait: Longest a call queues for a rate-limit slot (``None``: its remaining deadline).
-    """
-
-    limits: Limits
-    max_wait: float | None = None
-
-    @property
-    def counts_tokens(self) -> bool:
-        """Whether a response's ``usage`` is debited from a token budget."""
-        group = self.limits.group
-        return self.limits.tokens is not None or (group is not None and group.tokens is not None)
 
 
 class Call:
@@ -136,6 +55,7 @@ class Call:
         "breaker",
         "request",
         "route",
+        "seen",
         "spec",
         "state",
     )
@@ -149,6 +69,8 @@ class Call:
         self._json = False
         self._probe = False
         self._outer = False
+        # What monitoring wants from the responses; collected only when calls are recorded.
+        self.seen = Seen() if spec.recorder is not None else None
         self.state = RetryState(
             spec.policy,
             budget=spec.budget,
@@ -191,6 +113,7 @@ class Call:
         self.state.give_up = GiveUp.CIRCUIT_OPEN if admission.rejected == "circuit_open" else GiveUp.THROTTLED
         error = error_for_rejection(self.spec.info, self.request, self.state, admission)
         self._log_call(None, type(error).__name__, failed=True)
+        self._record(None, error)
         return error
 
     def response_outcome(self, response: httpx2.Response) -> tuple[bool | None, RateLimitSignal]:
@@ -206,10 +129,15 @@ class Call:
             signal = read_rate_limit_headers(status, response.headers, now=self.spec.clock.wall())
         else:
             signal = _NO_SIGNAL
-        if self._json and status < 400 and self.route.counts_tokens:
+        seen = self.seen
+        if self._json and status < 400 and (self.route.counts_tokens or seen is not None):
             used = _tokens_in(response)
-            if used:
+            if used and self.route.counts_tokens:
                 signal = replace(signal, tokens_used=used)
+            if seen is not None:
+                seen.tokens = int(used) if used else None
+        if seen is not None and signal.limit is not None:
+            seen.limit, seen.remaining = signal.limit, signal.remaining
         return failure, signal
 
     def error_outcome(self, exc: BaseException) -> tuple[bool | None, RateLimitSignal]:
@@ -261,6 +189,8 @@ class Call:
                 request_id = value.decode("latin-1")
             elif name.startswith((b"x-ratelimit", b"ratelimit", b"retry-after")):
                 self._limit_headers = True
+            elif self.seen is not None:
+                self._saw(name, value)
         self._request_id = request_id
         self._json = content_type is not None and b"json" in content_type
         if self.request.extensions.get("tether.stream"):
@@ -269,8 +199,20 @@ class Call:
             return False
         return length is None or (length.isdigit() and int(length) <= BUFFER_LIMIT)
 
+    def _saw(self, name: bytes, value: bytes) -> None:
+        seen = self.seen
+        assert seen is not None
+        if name == b"deprecation":
+            seen.deprecation = value.decode("latin-1")[:100]
+        elif name == b"sunset":
+            seen.sunset = value.decode("latin-1")[:100]
+        elif name == self.spec._version_name:
+            seen.version = value.decode("latin-1")[:100]
+
     def after_response(self, response: httpx2.Response) -> float | None:
         """Record a response; the wait before retrying, or ``None`` when the call is done."""
+        if self.seen is not None:
+            self.seen.peers.append(_peer(response))
         wait = self.state.on_response(response.status_code, response.headers, self._request_id)
         self._log_attempt(response)
         return wait
@@ -279,6 +221,8 @@ class Call:
         """Record a transport exception; the wait before retrying, or ``None`` when the call is done."""
         description = redact_text(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         wait = self.state.on_error(exc, description)
+        if self.seen is not None:
+            self.seen.peers.append(None)
         self._log_attempt(None)
         return wait
 
@@ -296,9 +240,12 @@ class Call:
         if failed:
             error = error_for_response(self.spec.info, self.request, response, self.state)
             replay = response.status_code == 401 and self.request.extensions.get(AUTH_REPLAYS_401, False)
+            self._record(response, error)
             if self.request.extensions.get("tether.raise_for_status", self.spec.raise_for_status) and not replay:
                 raise error
             extensions["tether.error"] = error
+        else:
+            self._record(response, None)
         assert isinstance(response, TetherResponse)
         return response
 
@@ -306,7 +253,15 @@ class Call:
         """The typed error for a call that ended on ``exc``."""
         error = error_for_exception(self.spec.info, self.request, exc, self.state)
         self._log_call(None, type(error).__name__, failed=True)
+        self._record(None, error)
         return error
+
+    def _record(self, response: httpx2.Response | None, error: errors.CallError | None) -> None:
+        recorder = self.spec.recorder
+        if recorder is not None:
+            give_up = self.state.give_up
+            outcome = give_up.value if give_up else ("success" if error is None else "not retryable")
+            recorder.record(call_record(self, response, error, outcome))
 
     def _fields(self) -> dict[str, Any]:
         request = self.request

@@ -27,9 +27,11 @@ from tether.config.auth import (
     OAuth2AuthConfig,
 )
 from tether.config.caching import CacheConfig, FallbackConfig, StaticResponse, endpoint_patterns
+from tether.config.monitoring import AlertsConfig, IntegrationAlerts, MonitoringConfig
 from tether.config.webhooks import ForwardConfig, HmacOptions, WebhookConfig
 
 __all__ = [
+    "AlertsConfig",
     "ApiKeyAuthConfig",
     "AuthConfig",
     "BasicAuthConfig",
@@ -41,9 +43,11 @@ __all__ = [
     "ForwardConfig",
     "HealthCheck",
     "HmacOptions",
+    "IntegrationAlerts",
     "IntegrationConfig",
     "JwtAuthConfig",
     "JwtClaimsConfig",
+    "MonitoringConfig",
     "OAuth2AuthConfig",
     "RateLimitConfig",
     "RetryConfig",
@@ -247,6 +251,7 @@ class IntegrationConfig(_Model):
     cache: CacheConfig = CacheConfig(enabled=False)
     fallback: FallbackConfig = FallbackConfig()
     webhooks: WebhookConfig | None = None
+    alerts: IntegrationAlerts = IntegrationAlerts()
 
     @field_validator("endpoints")
     @classmethod
@@ -284,6 +289,8 @@ class TetherConfig(_Model):
     state: str = "memory"
     store: str = "sqlite:///tether.db"
     cache_store: str | None = None
+    monitoring: MonitoringConfig = MonitoringConfig()
+    alerts: AlertsConfig = AlertsConfig()
     integrations: dict[str, IntegrationConfig] = Field(default_factory=dict)
 
     @field_validator("state")

@@ -51,6 +51,13 @@ class EndpointRules(Generic[T]):
                 return value
         return None
 
+    def pattern(self, method: str, path: str) -> str | None:
+        """The text of the longest pattern that matches, as configured."""
+        for pattern, _ in self._rules:
+            if pattern.matches(method, path):
+                return pattern.text
+        return None
+
     def __bool__(self) -> bool:
         return bool(self._rules)
 

@@ -1,0 +1,282 @@
+"""Prometheus metrics from call records (prometheus-client).
+
+Two ways in, one set of names:
+
+- **In a library user's process** — opt-in: :func:`enable_metrics` registers tether's metrics on a registry
+  (the default one unless told otherwise) and feeds them from the hub's recorder, in its background thread,
+  so the hot path pays nothing. Expose them as usual (``prometheus_client.start_http_server`` or your web
+  framework's exporter).
+- **On ``tether serve``** — ``GET /metrics`` (:func:`metrics_endpoint`): the server follows the call log in
+  the store (:class:`LogFollower`), so its metrics count the calls of every process that shares the store.
+  Counters start at zero when the server starts, as Prometheus expects of a restarted target.
+
+Names follow Prometheus conventions (base units, ``_total`` counters; the ``error`` label follows
+:func:`tether.observe.records.failed`):
+
+- ``tether_requests_total{integration,method,endpoint,code,error}``
+- ``tether_request_duration_seconds{integration,method,endpoint}`` (histogram; 3 s is a bucket bound)
+- ``tether_request_attempts_total{integration}``
+- ``tether_ai_tokens_total{integration}``, ``tether_response_bytes_total{integration}``
+- ``tether_rate_limit_usage_ratio{integration}``, ``tether_circuit_open{integration}``,
+  ``tether_api_deprecated{integration}``, ``tether_api_sunset_timestamp_seconds{integration}``
+- ``tether_call_records_dropped_total`` (records the recorder could not keep)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tether.observe.log import logger
+from tether.observe.records import LATENCY_BUCKETS, CallRecord
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from tether.hub import Hub
+    from tether.observe.calllog import CallLog
+
+__all__ = ["CallMetrics", "LogFollower", "enable_metrics", "metrics_endpoint"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# A breaker counts as open while it refused a call this recently.
+_OPEN_WITHIN = 60.0
+
+
+class CallMetrics(Collector):
+    """tether's metrics on ``registry``, updated from batches of call records (:meth:`observe`).
+
+    Args:
+        registry: Where to register (``None``: not registered).
+        wall: The wall clock, for how recent a refusal by the breaker is.
+        dropped: How many records the recorder dropped so far (``None``: not exported).
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = REGISTRY,
+        *,
+        wall: Callable[[], float] = time.time,
+        dropped: Callable[[], int] | None = None,
+    ) -> None:
+        self._wall, self._dropped = wall, dropped
+        kwargs: dict[str, Any] = {"registry": registry}
+        self.requests = Counter(
+            "tether_requests", "Calls through tether.", ["integration", "method", "endpoint", "code", "error"], **kwargs
+        )
+        self.duration = Histogram(
+            "tether_request_duration_seconds",
+            "Call latency, retries and waits included.",
+            ["integration", "method", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            **kwargs,
+        )
+        self.attempts = Counter(
+            "tether_request_attempts", "Attempts made (retries included).", ["integration"], **kwargs
+        )
+        self.tokens = Counter(
+            "tether_ai_tokens", "AI tokens that responses' usage reported.", ["integration"], **kwargs
+        )
+        self.bytes = Counter("tether_response_bytes", "Response body bytes received.", ["integration"], **kwargs)
+        self._usage: dict[str, float] = {}
+        self._refused_at: dict[str, float] = {}
+        self._seen: set[str] = set()
+        self._deprecated: dict[str, float | None] = {}  # integration -> sunset timestamp (None: no date)
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def observe(self, records: Sequence[CallRecord]) -> None:
+        """Count ``records`` (called with each batch)."""
+        counts: collections.Counter[tuple[str, str, str, str, str]] = collections.Counter()
+        per_integration: dict[str, list[int]] = {}
+        for record in records:
+            code = str(record.status) if record.status is not None else "none"
+            counts[
+                (record.integration, record.method, record.endpoint, code, "true" if record.failed else "false")
+            ] += 1
+            self.duration.labels(record.integration, record.method, record.endpoint).observe(record.latency)
+            sums = per_integration.setdefault(record.integration, [0, 0, 0])
+            sums[0] += record.attempts
+            sums[1] += record.tokens or 0
+            sums[2] += record.bytes_received
+            with self._lock:
+                self._seen.add(record.integration)
+                usage = record.usage
+                if usage is not None:
+                    self._usage[record.integration] = usage
+                if record.outcome == "circuit open":
+                    self._refused_at[record.integration] = max(record.at, self._refused_at.get(record.integration, 0))
+                if record.deprecation or record.sunset:
+                    self._deprecated[record.integration] = _sunset_timestamp(record.sunset)
+        for labels, count in counts.items():
+            self.requests.labels(*labels).inc(count)
+        for integration, (attempts, tokens, received) in per_integration.items():
+            self.attempts.labels(integration).inc(attempts)
+            if tokens:
+                self.tokens.labels(integration).inc(tokens)
+            if received:
+                self.bytes.labels(integration).inc(received)
+
+    def collect(self) -> Iterator[Metric]:
+        """The gauges, computed at scrape time."""
+        now = self._wall()
+        with self._lock:
+            seen = sorted(self._seen)
+            usage = dict(self._usage)
+            refused = dict(self._refused_at)
+            deprecated = dict(self._deprecated)
+        ratio = GaugeMetricFamily(
+            "tether_rate_limit_usage_ratio",
+            "Fraction of the API's rate limit in use (last report).",
+            labels=["integration"],
+        )
+        for integration, value in sorted(usage.items()):
+            ratio.add_metric([integration], value)
+        yield ratio
+        circuit = GaugeMetricFamily(
+            "tether_circuit_open", "1 while the circuit breaker refuses calls.", labels=["integration"]
+        )
+        for integration in seen:
+            circuit.add_metric([integration], 1.0 if now - refused.get(integration, -1e18) <= _OPEN_WITHIN else 0.0)
+        yield circuit
+        flagged = GaugeMetricFamily(
+            "tether_api_deprecated", "1 once the API sent a Deprecation or Sunset header.", labels=["integration"]
+        )
+        sunset = GaugeMetricFamily(
+            "tether_api_sunset_timestamp_seconds",
+            "When the API said it goes away (Sunset header).",
+            labels=["integration"],
+        )
+        for integration in seen:
+            flagged.add_metric([integration], 1.0 if integration in deprecated else 0.0)
+            when = deprecated.get(integration)
+            if when is not None:
+                sunset.add_metric([integration], when)
+        yield flagged
+        yield sunset
+        if self._dropped is not None:
+            yield CounterMetricFamily(
+                "tether_call_records_dropped", "Call records dropped (buffer full).", value=self._dropped()
+            )
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # the gauges' label values are known only at scrape time
+
+
+def enable_metrics(hub: Hub, registry: CollectorRegistry | None = REGISTRY) -> CallMetrics:
+    """Feed tether's Prometheus metrics from ``hub``'s calls in this process.
+
+    Call once per hub; expose ``registry`` as usual (``prometheus_client.start_http_server(9100)``).
+
+    Raises:
+        ValueError: the hub does not record calls (``[monitoring] record = false``).
+    """
+    recorder = hub.recorder
+    if recorder is None:
+        raise ValueError("metrics come from call records: set [monitoring] record = true (the default)")
+    metrics = CallMetrics(registry, wall=hub.clock.wall, dropped=lambda: recorder.dropped)
+    recorder.add_listener(metrics.observe)
+    return metrics
+
+
+class LogFollower:
+    """Reads call records written since it started, in order, each once (how ``tether serve`` counts).
+
+    On PostgreSQL, ids are handed out before commit, so a record with a lower id can appear after a higher
+    one was read. An id skipped over is looked for again on later reads for ``settle`` seconds (a rolled back
+    insert leaves a gap for ever; that is why it stops).
+
+    Args:
+        log: The call log.
+        settle: Seconds to keep looking for a skipped id.
+        wall: The clock for ``settle``.
+    """
+
+    def __init__(self, log: CallLog, *, settle: float = 30.0, wall: Callable[[], float] = time.monotonic) -> None:
+        self.log, self.settle, self._wall = log, settle, wall
+        self._last: int | None = None
+        self._missing: dict[int, float] = {}
+
+    def read(self, *, limit: int = 10_000) -> list[CallRecord]:
+        """The records written since the last read (none on the first: following starts now)."""
+        if self._last is None:
+            self._last = self.log.last_id()
+            return []
+        now = self._wall()
+        found: list[CallRecord] = []
+        if self._missing:
+            for stored in self.log.by_ids(sorted(self._missing)):
+                found.append(stored.record)
+                del self._missing[stored.id]
+            self._missing = {id_: since for id_, since in self._missing.items() if now - since < self.settle}
+        for stored in self.log.after(self._last, limit=limit):
+            for gap in range(self._last + 1, stored.id):
+                self._missing[gap] = now
+            found.append(stored.record)
+            self._last = stored.id
+        return found
+
+
+def metrics_endpoint(
+    hub: Hub, *, extra: Callable[[], Iterable[Metric]] | None = None
+) -> Callable[[Request], Awaitable[Response]]:
+    """The ``GET /metrics`` endpoint of ``tether serve``: the call log's metrics, plus ``extra()`` gauges.
+
+    The log is read at scrape time (in a thread), from where it stood when the endpoint was made, so the
+    counters cover every call written to the store since the server started.
+    """
+    from starlette.responses import Response
+
+    registry = CollectorRegistry()
+    metrics = CallMetrics(registry, wall=hub.clock.wall)
+    follower = LogFollower(hub.call_log)
+    if extra is not None:
+        registry.register(_Extra(extra))
+    lock = asyncio.Lock()
+    try:
+        follower.read()  # start following here, so the first scrape counts what happened since startup
+    except Exception as exc:  # the store is down: following starts at the first scrape that reaches it
+        logger.warning("tether: /metrics cannot read the call log yet (%s: %s)", type(exc).__name__, exc)
+
+    def scrape() -> bytes:
+        while True:
+            records = follower.read()
+            if not records:
+                break
+            metrics.observe(records)
+        return generate_latest(registry)
+
+    async def endpoint(request: Request) -> Response:
+        async with lock:  # one scrape at a time reads the log
+            body = await asyncio.to_thread(scrape)
+        return Response(body, media_type=CONTENT_TYPE)
+
+    return endpoint
+
+
+class _Extra(Collector):
+    def __init__(self, source: Callable[[], Iterable[Metric]]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[Metric]:
+        return self.source()
+
+
+def _sunset_timestamp(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None

@@ -1,0 +1,231 @@
+"""The recorder: call records appended in memory on the hot path, written to the store by a background thread.
+
+:meth:`Recorder.record` is a deque append (no lock, no I/O), so recording costs a call almost nothing. A daemon
+thread wakes every ``flush_interval``, hands the batch to the listeners (the Prometheus and OpenTelemetry
+exporters) and writes it to the call log in one transaction. If the store is down, records wait in memory,
+at most ``buffer`` of them; beyond that the oldest are dropped and counted in :attr:`Recorder.dropped`, so
+a store outage never slows or fails a call. Records are flushed when the hub closes and when the interpreter
+exits; a forked child starts with an empty buffer (its parent writes what it had).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+
+from tether.observe.calllog import CallLog
+from tether.observe.log import logger
+from tether.observe.records import CallRecord
+
+__all__ = ["Hook", "Listener", "Recorder"]
+
+Listener = Callable[[Sequence[CallRecord]], None]
+Hook = Callable[[CallRecord], None]
+
+_MAX_BATCH = 5000  # records per transaction
+_PURGE_EVERY = 3600.0
+_COMPLAIN_EVERY = 60.0
+
+
+class Recorder:
+    """Buffers call records and writes them to a :class:`~tether.observe.calllog.CallLog` in batches.
+
+    Args:
+        call_log: Makes the call log on first flush (opening the store is the flush thread's job).
+        flush_interval: Seconds between writes.
+        buffer: Records held at most while the store is slow or down.
+        retention: Seconds call records are kept (``None``: never purged by this recorder).
+        summary_retention: Seconds the per-minute summaries are kept.
+        wall: The wall clock (Unix seconds).
+    """
+
+    def __init__(
+        self,
+        call_log: Callable[[], CallLog] | None,
+        *,
+        flush_interval: float = 1.0,
+        buffer: int = 100_000,
+        retention: float | None = 7 * 86400.0,
+        summary_retention: float = 30 * 86400.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._make_log = call_log
+        self._log: CallLog | None = None
+        self.flush_interval = flush_interval
+        self.buffer = buffer
+        self.retention, self.summary_retention = retention, summary_retention
+        self._wall = wall
+        self._pending: collections.deque[CallRecord] = collections.deque()
+        self._listeners: list[Listener] = []
+        self._hooks: tuple[Hook, ...] = ()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._purged_at = 0.0
+        self._complained_at = 0.0
+        self.dropped = 0
+        self.written = 0
+        _live.add(self)
+
+    def record(self, record: CallRecord) -> None:
+        """Queue ``record`` (called on the hot path: an append, and a thread start the first time)."""
+        pending = self._pending
+        if len(pending) >= self.buffer:
+            try:
+                pending.popleft()
+                self.dropped += 1
+            except IndexError:  # drained by the flush thread meanwhile
+                pass
+        pending.append(record)
+        if self._thread is None and not self._closed:
+            self._start()
+        for hook in self._hooks:
+            try:
+                hook(record)
+            except Exception:
+                logger.exception("tether: a call-record hook failed")
+
+    def add_hook(self, hook: Hook) -> None:
+        """Call ``hook`` with each record as it is made, on the caller's thread (and in its context: that
+        is what lets the OpenTelemetry hook parent its span to the application's). Keep it cheap."""
+        self._hooks = (*self._hooks, hook)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with every batch, from the flush thread, before it is written to the store.
+
+        A listener must be quick and must not raise (an exception is logged and the batch goes on).
+        """
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``."""
+        self._listeners.remove(listener)
+
+    @property
+    def pending(self) -> int:
+        """Records waiting to be written."""
+        return len(self._pending)
+
+    def flush(self) -> int:
+        """Write every queued record now; the number written. Safe from any thread."""
+        with self._flush_lock:
+            return self._flush_locked()
+
+    def close(self) -> None:
+        """Stop the thread after a last flush. Records made after this are dropped."""
+        self._closed = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(5.0, self.flush_interval * 2))
+        self.flush()
+        _live.discard(self)
+
+    # -- the flush thread ------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(target=self._run, name="tether-recorder", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            self.flush()
+            self._purge()
+
+    def _flush_locked(self) -> int:
+        total = 0
+        while self._pending:
+            batch: list[CallRecord] = []
+            pending = self._pending
+            while pending and len(batch) < _MAX_BATCH:
+                batch.append(pending.popleft())
+            for listener in list(self._listeners):
+                try:
+                    listener(batch)
+                except Exception:
+                    logger.exception("tether: a call-record listener failed")
+            if not self._write(batch):
+                break
+            total += len(batch)
+        self.written += total
+        return total
+
+    def _write(self, batch: list[CallRecord]) -> bool:
+        if self._make_log is None:
+            return True
+        try:
+            if self._log is None:
+                self._log = self._make_log()
+            self._log.write(batch)
+            return True
+        except Exception as exc:
+            # Keep the batch for the next flush (it was already given to the listeners once), within the buffer.
+            room = self.buffer - len(self._pending)
+            kept = batch[-room:] if room > 0 else []
+            self.dropped += len(batch) - len(kept)
+            self._pending.extendleft(reversed(kept))
+            now = time.monotonic()
+            if now - self._complained_at >= _COMPLAIN_EVERY:
+                self._complained_at = now
+                logger.warning(
+                    "tether: cannot write call records (%s: %s); %d waiting, %d dropped so far",
+                    type(exc).__name__,
+                    exc,
+                    len(self._pending),
+                    self.dropped,
+                )
+            return False
+
+    def _purge(self) -> None:
+        log = self._log
+        if log is None or self.retention is None:
+            return
+        now = self._wall()
+        if now - self._purged_at < _PURGE_EVERY:
+            return
+        self._purged_at = now
+        try:
+            log.purge(records_before=now - self.retention, summaries_before=now - self.summary_retention)
+        except Exception as exc:
+            logger.warning("tether: cannot purge old call records (%s: %s)", type(exc).__name__, exc)
+
+    def _after_fork(self) -> None:
+        # The thread did not survive the fork and the parent will write what was queued.
+        self._pending = collections.deque()
+        self._thread = None
+        self._flush_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._wake = threading.Event()
+
+
+_live: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+
+def _flush_all() -> None:
+    for recorder in list(_live):
+        try:
+            recorder.flush()
+        except Exception:  # pragma: no cover - the interpreter is exiting; nothing else can be done
+            logger.exception("tether: could not write the last call records")
+
+
+def _reset_all_after_fork() -> None:
+    for recorder in list(_live):
+        recorder._after_fork()
+
+
+atexit.register(_flush_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_all_after_fork)
