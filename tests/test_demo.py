@@ -12,7 +12,7 @@ TETHER = Path(sys.executable).with_name("tether")
 
 def test_demo_runs_every_scenario_and_reports_attempts_waits_and_outcomes() -> None:
     env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1"}
-    result = subprocess.run([str(TETHER), "demo"], capture_output=True, text=True, timeout=120, env=env)
+    result = subprocess.run([str(TETHER), "demo"], capture_output=True, text=True, timeout=180, env=env)
     assert result.returncode == 0, result.stderr
     out = " ".join(result.stdout.split())  # rich wraps long lines
     assert "503 twice, then OK" in out
@@ -32,3 +32,15 @@ def test_demo_runs_every_scenario_and_reports_attempts_waits_and_outcomes() -> N
     assert "CircuitOpenError" in out, "the breaker opened after four 503s"
     assert "sk_test_revoked" not in out + result.stderr, "the wrong key itself is never printed"
     assert "Traceback" not in result.stderr
+
+    tour = out.split("● tether serve on")[1]
+    assert "dashboard at http://127.0.0.1:" in tour
+    assert "FIRING shop: error rate" in tour, "the 503 burst fires the error-rate alert"
+    assert tour.index("FIRING shop") < tour.index("RESOLVED shop"), "and recovery resolves it"
+    assert tour.count("FIRING shop") == 1, "one notification when it fires, not one per evaluation"
+    assert "200 accepted, 200 duplicate, 200 accepted; a forged one → 401" in tour
+    assert "handled once each: customer.created" in tour
+    assert "invoice.paid" in tour.split("handled once each")[1]
+    assert "dashboard: shop" in tour
+    assert "requests, error rate" in tour
+    assert 'tether_requests_total{code="200"' in tour

@@ -6,6 +6,7 @@ import typer
 
 from tether import __version__
 from tether.cli._logging import configure_logging
+from tether.cli.alerts import alerts
 from tether.cli.auth import auth
 from tether.cli.call import call
 from tether.cli.check import check
@@ -54,6 +55,7 @@ app.command()(sandbox)
 app.command()(demo)
 app.command()(serve)
 app.command()(status)
+app.add_typer(alerts, name="alerts")
 app.add_typer(auth, name="auth")
 app.add_typer(webhooks, name="webhooks")
 

@@ -72,6 +72,24 @@ class AlertRules(_Model):
     token_budget: int | None = Field(None, ge=1)
 
 
+Rule = Literal[
+    "error_rate",
+    "latency_p95",
+    "rate_limit_usage",
+    "auth_failures",
+    "circuit_open",
+    "deprecation",
+    "tls_expiry",
+    "token_budget",
+]
+
+
+def _without(values: dict[str, object], rules: list[Rule]) -> dict[str, object]:
+    for rule in rules:
+        values[rule] = False if rule in ("circuit_open", "deprecation") else None
+    return values
+
+
 class LogNotifier(_Model):
     """Write each notification to the ``tether.alerts`` logger (WARNING when firing, INFO when resolved)."""
 
@@ -83,7 +101,7 @@ class WebhookNotifier(_Model):
 
     type: Literal["webhook"]
     url: TextOrSecretField
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, TextOrSecretField] = Field(default_factory=dict)
     timeout: Duration = 10.0
 
 
@@ -127,9 +145,10 @@ class AlertsConfig(AlertRules):
 
     One notification goes out when an incident fires and one when it resolves; an incident resolves after its
     condition has been false for ``resolve_after`` (so a flapping metric does not flood anyone). Without
-    ``notify``, incidents are logged.
+    ``notify``, incidents are logged. ``disable`` turns rules off for every integration.
     """
 
+    disable: list[Rule] = Field(default_factory=list)
     interval: Duration = Field(15.0, gt=0)
     resolve_after: Duration = Field(120.0, ge=0)
     notify: list[Notifier] = Field(default_factory=lambda: [_log_notifier()])
@@ -143,18 +162,7 @@ class IntegrationAlerts(_Model):
     """
 
     enabled: bool = True
-    disable: list[
-        Literal[
-            "error_rate",
-            "latency_p95",
-            "rate_limit_usage",
-            "auth_failures",
-            "circuit_open",
-            "deprecation",
-            "tls_expiry",
-            "token_budget",
-        ]
-    ] = Field(default_factory=list)
+    disable: list[Rule] = Field(default_factory=list)
     error_rate: float | None = Field(None, gt=0, le=1)
     min_calls: int | None = Field(None, ge=1)
     window: Duration | None = Field(None, gt=0)
@@ -169,7 +177,6 @@ class IntegrationAlerts(_Model):
     def over(self, defaults: AlertRules) -> AlertRules:
         """``defaults`` with what this table sets, less the rules it disables."""
         values = defaults.model_dump(include=set(AlertRules.model_fields))
+        _without(values, getattr(defaults, "disable", []))
         values.update(self.model_dump(exclude_none=True, exclude={"enabled", "disable"}))
-        for rule in self.disable:
-            values[rule] = False if rule in ("circuit_open", "deprecation") else None
-        return AlertRules(**values)
+        return AlertRules(**_without(values, self.disable))
