@@ -1,8 +1,9 @@
-"""``tether serve``: receive webhooks (and serve health) with uvicorn."""
+"""``tether serve``: receive webhooks, serve metrics, alerts and the dashboard, with uvicorn."""
 
 from __future__ import annotations
 
 import importlib
+import os
 
 import typer
 
@@ -10,6 +11,7 @@ from tether.cli._output import esc, say
 from tether.config.loader import find_config
 from tether.errors import ConfigError
 from tether.hub import Hub
+from tether.server.admin import MIN_TOKEN_LENGTH, TOKEN_ENV, is_loopback
 
 __all__ = ["serve"]
 
@@ -36,7 +38,10 @@ def serve(
     concurrency: int = typer.Option(8, min=1, help="Webhook events processed at once."),
     grace: float = typer.Option(10.0, min=0, help="Seconds requests and events in flight get at shutdown."),
 ) -> None:
-    """Receive webhooks at POST /webhooks/NAME, durably; /healthz and /readyz for probes (Ctrl-C stops)."""
+    """Receive webhooks at POST /webhooks/NAME durably; the dashboard at /, /metrics, /healthz, /readyz (Ctrl-C stops).
+
+    The dashboard needs TETHER_ADMIN_TOKEN unless --host is a loopback address.
+    """
     import uvicorn
 
     from tether.server import create_app
@@ -49,10 +54,12 @@ def serve(
     if not hub.webhook_configs():
         say(
             f"[yellow]![/yellow] no integration in {esc(find_config(ctx.obj.get('config') if ctx.obj else None))} "
-            "has a [webhooks] table: only /healthz and /readyz will answer",
+            "has a [webhooks] table: no webhook will be received (the dashboard, /metrics and the probes answer)",
             error=True,
         )
-    app = create_app(hub, process=process, concurrency=concurrency, grace=grace)
+    token = os.environ.get(TOKEN_ENV) or None
+    loopback = is_loopback(host)
+    app = create_app(hub, process=process, concurrency=concurrency, grace=grace, admin_token=token, loopback=loopback)
     config = uvicorn.Config(
         app,
         host=host,
@@ -63,5 +70,30 @@ def serve(
         timeout_graceful_shutdown=max(1, round(grace)),
         server_header=False,
     )
-    say(f"tether serve on [bold]http://{host}:{port}[/bold]: POST /webhooks/NAME, GET /healthz, GET /readyz")
+    base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    say(f"tether serve on [bold]{esc(base)}[/bold]: POST /webhooks/NAME, GET /metrics, GET /healthz, GET /readyz")
+    _announce_dashboard(base, token, loopback)
     uvicorn.Server(config).run()
+
+
+def _announce_dashboard(base: str, token: str | None, loopback: bool) -> None:
+    """Where the dashboard is and how to open it; never the token itself."""
+    if token is not None:
+        say(
+            f"dashboard: [bold]{esc(base)}/[/bold] (open {esc(base)}/?token=… once with {TOKEN_ENV}'s value, "
+            "or send Authorization: Bearer)"
+        )
+        if len(token) < MIN_TOKEN_LENGTH:
+            say(
+                f"[yellow]![/yellow] {TOKEN_ENV} is shorter than {MIN_TOKEN_LENGTH} characters: use a long random "
+                "value (python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+                error=True,
+            )
+    elif loopback:
+        say(f"dashboard: [bold]{esc(base)}/[/bold] (open: bound to loopback, reachable from this machine only)")
+    else:
+        say(
+            f"[yellow]![/yellow] bound to a non-loopback address without {TOKEN_ENV}: the dashboard answers 403. "
+            f"Set {TOKEN_ENV} to a long random value to open it, or bind to 127.0.0.1.",
+            error=True,
+        )

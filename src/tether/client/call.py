@@ -240,7 +240,8 @@ class Call:
         if failed:
             error = error_for_response(self.spec.info, self.request, response, self.state)
             replay = response.status_code == 401 and self.request.extensions.get(AUTH_REPLAYS_401, False)
-            self._record(response, error)
+            if not replay:  # a 401 the auth flow renews and replays: the replay makes the call's record
+                self._record(response, error)
             if self.request.extensions.get("tether.raise_for_status", self.spec.raise_for_status) and not replay:
                 raise error
             extensions["tether.error"] = error
@@ -344,6 +345,10 @@ def _peer(response: httpx2.Response | None) -> str | None:
     if response is None:
         return None
     peer = response.extensions.get("tether.peer")
+    if peer is not None:
+        # The aiohttp transport reports "ip:port" ("[v6]:port"); records and logs keep the address alone.
+        host = str(peer).rpartition(":")[0]
+        return host.strip("[]") or str(peer)
     if peer is None:
         stream = response.extensions.get("network_stream")
         try:

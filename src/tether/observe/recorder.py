@@ -61,6 +61,9 @@ class Recorder:
         self.retention, self.summary_retention = retention, summary_retention
         self._wall = wall
         self._pending: collections.deque[CallRecord] = collections.deque()
+        # Batches the listeners have seen but the store has not taken yet (it is down): written first, and
+        # never shown to the listeners again, so an outage does not count a call twice.
+        self._unwritten: collections.deque[list[CallRecord]] = collections.deque()
         self._listeners: list[Listener] = []
         self._hooks: tuple[Hook, ...] = ()
         self._flush_lock = threading.Lock()
@@ -76,6 +79,9 @@ class Recorder:
 
     def record(self, record: CallRecord) -> None:
         """Queue ``record`` (called on the hot path: an append, and a thread start the first time)."""
+        if self._closed:
+            self.dropped += 1
+            return
         pending = self._pending
         if len(pending) >= self.buffer:
             try:
@@ -111,7 +117,7 @@ class Recorder:
     @property
     def pending(self) -> int:
         """Records waiting to be written."""
-        return len(self._pending)
+        return len(self._pending) + sum(len(batch) for batch in self._unwritten)
 
     def flush(self) -> int:
         """Write every queued record now; the number written. Safe from any thread."""
@@ -145,10 +151,11 @@ class Recorder:
             self._purge()
 
     def _flush_locked(self) -> int:
-        total = 0
-        while self._pending:
+        # Every queued record goes to the listeners now, once, whether or not the store takes it; what the
+        # store has not taken waits in _unwritten, oldest first, within the buffer.
+        pending = self._pending
+        while pending:
             batch: list[CallRecord] = []
-            pending = self._pending
             while pending and len(batch) < _MAX_BATCH:
                 batch.append(pending.popleft())
             for listener in list(self._listeners):
@@ -156,11 +163,31 @@ class Recorder:
                     listener(batch)
                 except Exception:
                     logger.exception("tether: a call-record listener failed")
-            if not self._write(batch):
+            self._unwritten.append(batch)
+        total = 0
+        while self._unwritten:
+            held = self._unwritten[0]
+            if not self._write(held):
                 break
-            total += len(batch)
+            self._unwritten.popleft()
+            total += len(held)
+        self._trim()
         self.written += total
         return total
+
+    def _trim(self) -> None:
+        """Drop the oldest records the store has not taken beyond the buffer."""
+        excess = self.pending - self.buffer
+        while excess > 0 and self._unwritten:
+            oldest = self._unwritten[0]
+            if len(oldest) <= excess:
+                self._unwritten.popleft()
+                self.dropped += len(oldest)
+                excess -= len(oldest)
+            else:
+                del oldest[:excess]
+                self.dropped += excess
+                excess = 0
 
     def _write(self, batch: list[CallRecord]) -> bool:
         if self._make_log is None:
@@ -171,11 +198,6 @@ class Recorder:
             self._log.write(batch)
             return True
         except Exception as exc:
-            # Keep the batch for the next flush (it was already given to the listeners once), within the buffer.
-            room = self.buffer - len(self._pending)
-            kept = batch[-room:] if room > 0 else []
-            self.dropped += len(batch) - len(kept)
-            self._pending.extendleft(reversed(kept))
             now = time.monotonic()
             if now - self._complained_at >= _COMPLAIN_EVERY:
                 self._complained_at = now
@@ -183,7 +205,7 @@ class Recorder:
                     "tether: cannot write call records (%s: %s); %d waiting, %d dropped so far",
                     type(exc).__name__,
                     exc,
-                    len(self._pending),
+                    self.pending,
                     self.dropped,
                 )
             return False
@@ -204,6 +226,7 @@ class Recorder:
     def _after_fork(self) -> None:
         # The thread did not survive the fork and the parent will write what was queued.
         self._pending = collections.deque()
+        self._unwritten = collections.deque()
         self._thread = None
         self._flush_lock = threading.Lock()
         self._start_lock = threading.Lock()

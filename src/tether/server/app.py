@@ -6,10 +6,15 @@ Routes:
 - ``GET /healthz``: liveness, 200 while the process serves requests.
 - ``GET /readyz``: readiness, 200 when the store answers and the inbox writer runs, else 503 with the reason
   (a load balancer then sends webhooks to another instance).
+- ``GET /metrics``: Prometheus metrics of every call in the store (:mod:`tether.observe.metrics`), open to
+  scrapers like the probes.
+- ``GET /`` and ``GET /api/overview``: the dashboard (:mod:`tether.server.dashboard`), behind the admin guard
+  (:mod:`tether.server.admin`): ``TETHER_ADMIN_TOKEN`` unless the service is bound to loopback.
 
 Webhook requests reach the receiver directly, without Starlette's router in between: that path is the one
 that has to be fast. Everything else goes through a Starlette app, which also runs the lifespan: the inbox
-writer and the worker start before the first request is accepted and stop after the last one has finished.
+writer, the worker and the alert monitor start before the first request is accepted and stop after the last
+one has finished.
 """
 
 from __future__ import annotations
@@ -27,27 +32,48 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tether import webhooks
 from tether.hub import Hub
 from tether.observe.log import logger
+from tether.observe.metrics import metrics_endpoint
+from tether.server.admin import AdminGuard
+from tether.server.dashboard import dashboard_routes
+from tether.server.monitor import Monitor
 
 __all__ = ["create_app"]
 
 WEBHOOKS_PREFIX = "/webhooks"
 
 
-def create_app(hub: Hub, *, process: bool = True, concurrency: int = 8, grace: float = 10.0) -> ASGIApp:
-    """The service for ``hub``: webhooks, health and readiness.
+def create_app(
+    hub: Hub,
+    *,
+    process: bool = True,
+    concurrency: int = 8,
+    grace: float = 10.0,
+    admin_token: str | None = None,
+    loopback: bool = True,
+    monitor: bool = True,
+) -> ASGIApp:
+    """The service for ``hub``: webhooks, health and readiness, metrics, alerts and the dashboard.
 
     Args:
         hub: The integrations; the app closes it at shutdown.
         process: Run a webhook worker in this process (see :func:`tether.webhooks.app`).
         concurrency: Events that worker processes at once.
         grace: Seconds events being processed get to finish at shutdown.
+        admin_token: The token the dashboard asks for (``TETHER_ADMIN_TOKEN``); ``None`` for none.
+        loopback: Whether the server is bound to loopback only. Without a token, the dashboard answers only
+            then, and only to requests that arrived on a loopback address.
+        monitor: Evaluate the alert rules and check TLS certificates in this process.
     """
     receiver = webhooks.app(hub, process=process, concurrency=concurrency, grace=grace)
+    watcher = Monitor(hub) if monitor else None
+    guard = AdminGuard(admin_token, loopback=loopback)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(receiver.inbox.ensure_schema)
         receiver.start()
+        if watcher is not None:
+            await watcher.start()
         consumed = sorted(receiver.worker.consumes()) if receiver.worker is not None else []
         logger.info(
             "tether serve: webhooks for %s; processing %s",
@@ -57,6 +83,8 @@ def create_app(hub: Hub, *, process: bool = True, concurrency: int = 8, grace: f
         try:
             yield
         finally:
+            if watcher is not None:
+                await watcher.aclose()
             await receiver.aclose()
             await asyncio.to_thread(hub.close)
 
@@ -75,7 +103,13 @@ def create_app(hub: Hub, *, process: bool = True, concurrency: int = 8, grace: f
             return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    service = Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz)], lifespan=lifespan)
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint(hub, extra=watcher.gauges if watcher is not None else None)),
+        *dashboard_routes(hub, guard, alerts=watcher.active if watcher is not None else None),
+    ]
+    service = Starlette(routes=routes, lifespan=lifespan)
     return _Dispatch(receiver, service)
 
 
