@@ -10,12 +10,10 @@ records as with ten. Several processes may write at once: a summary row is incre
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
-import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,7 +230,7 @@ class CallLog:
             summary.add(record)
         placeholders = ", ".join(["?"] * _CALL_FIELDS)
         insert = self.store.sql(f"INSERT INTO tether_calls ({_CALL_COLUMNS}) VALUES ({placeholders})")  # noqa: S608 - fixed column names
-        with self.transaction() as connection:
+        with self.store.transaction() as connection:
             _executemany(connection, insert, rows)
             upsert = self.store.sql(_UPSERT)
             for (integration, _), summary in sorted(minutes.items()):  # sorted: two writers lock rows alike
@@ -241,7 +239,7 @@ class CallLog:
     def purge(self, *, records_before: float, summaries_before: float) -> int:
         """Delete records older than ``records_before`` and summaries older than ``summaries_before``."""
         self.ensure_schema()
-        with self.transaction() as connection:
+        with self.store.transaction() as connection:
             deleted = connection.execute(self.store.sql("DELETE FROM tether_calls WHERE at < ?"), (records_before,))
             connection.execute(
                 self.store.sql("DELETE FROM tether_call_minutes WHERE minute < ?"), (int(summaries_before // 60),)
@@ -319,22 +317,6 @@ class CallLog:
         with self.store.connection() as connection:
             rows = connection.execute(statement, params).fetchall()
         return [_stored(row) for row in rows]
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[SqlConnection]:
-        """One write transaction (``BEGIN IMMEDIATE`` on SQLite, so two writers never deadlock upgrading)."""
-        with self.store.connection() as connection:
-            if self.store.dialect == "postgresql":
-                yield connection
-                return
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-                connection.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-                raise
 
 
 _UPSERT = (

@@ -14,11 +14,9 @@ its transition is committed: delivery is at most once per instance that won the 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -187,7 +185,7 @@ class Alerter:
         self.ensure_schema()
         now = self._wall()
         notifications: list[Notification] = []
-        with self._transaction() as connection:
+        with self.store.transaction() as connection:
             # Sorted so that two instances lock the rows in the same order and never deadlock.
             for _, condition in sorted(latest.items()):
                 changed = self._apply(connection, condition, now)
@@ -208,7 +206,7 @@ class Alerter:
     def purge(self, resolved_before: float) -> int:
         """Delete the incidents that resolved before ``resolved_before``; how many there were."""
         self.ensure_schema()
-        with self._transaction() as connection:
+        with self.store.transaction() as connection:
             cursor = connection.execute(
                 self.store.sql("DELETE FROM tether_alerts WHERE resolved_at < ?"), (resolved_before,)
             )
@@ -272,22 +270,6 @@ class Alerter:
             )
             for row in rows
         ]
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[SqlConnection]:
-        """One write transaction (``BEGIN IMMEDIATE`` on SQLite, so two writers never deadlock upgrading)."""
-        with self.store.connection() as connection:
-            if self.store.dialect == "postgresql":  # the connection's block is already one transaction
-                yield connection
-                return
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-                connection.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-                raise
 
 
 def _dump(value: Measure) -> str | None:

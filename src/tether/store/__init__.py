@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -102,6 +102,26 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def ensure_schema(self, name: str, statements: Iterable[str]) -> None:
         """Run ``statements`` (idempotent DDL) once per process for the component ``name``."""
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[SqlConnection]:
+        """One write transaction for the ``with`` block: committed when it ends, rolled back if it raises.
+
+        On SQLite it opens with ``BEGIN IMMEDIATE`` (the write lock up front, so two writers never deadlock
+        upgrading a read lock); on PostgreSQL the connection's block is one transaction already.
+        """
+        with self.connection() as connection:
+            if self.dialect == "postgresql":
+                yield connection
+                return
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+                connection.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):  # the failed statement may have ended the transaction
+                    connection.execute("ROLLBACK")
+                raise
 
     def sql(self, statement: str) -> str:
         """``statement`` with its ``?`` placeholders in this backend's style."""
