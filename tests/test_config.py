@@ -353,7 +353,7 @@ def test_unknown_key_without_a_close_match_lists_the_allowed_keys(tmp_path: Path
 
     message = str(error)
     assert str(path) in message
-    assert "integrations.stripe.zzz: unknown key; expected one of: alerts, auth, base_url" in message
+    assert "integrations.stripe.zzz: unknown key; expected one of: alerts, auth, base_url, breaker" in message
 
 
 def test_unknown_top_level_key_suggests_integrations(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from tether.cli.auth import auth
 from tether.cli.call import call
 from tether.cli.check import check
 from tether.cli.demo import demo
+from tether.cli.doctor import doctor
 from tether.cli.sandbox import sandbox
 from tether.cli.serve import serve
 from tether.cli.status import status
@@ -53,6 +54,7 @@ app.command()(check)
 app.command()(call)
 app.command()(sandbox)
 app.command()(demo)
+app.command()(doctor)
 app.command()(serve)
 app.command()(status)
 app.add_typer(alerts, name="alerts")

@@ -57,6 +57,7 @@ __all__ = [
     "WebhookConfig",
 ]
 
+_ORIGIN = re.compile(r"^https?://[^/?#\s]+$")
 DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 MAX_ATTEMPTS = 20
@@ -252,6 +253,15 @@ class IntegrationConfig(_Model):
     fallback: FallbackConfig = FallbackConfig()
     webhooks: WebhookConfig | None = None
     alerts: IntegrationAlerts = IntegrationAlerts()
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not _ORIGIN.match(origin):
+                raise ValueError(f"{origin!r} is not a browser origin; expected scheme://host[:port], no path")
+        return value
 
     @field_validator("endpoints")
     @classmethod

@@ -1,0 +1,124 @@
+"""``tether doctor``: diagnose integrations live, or from their call records with ``--from-log``."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+
+from tether._durations import parse_duration
+from tether.cli._output import esc, print_json, say
+from tether.config.models import IntegrationConfig
+from tether.doctor import Diagnosis, LogReport, analyse, diagnose
+from tether.errors import ConfigError
+from tether.hub import Hub
+
+__all__ = ["doctor"]
+
+_MARKS = {"ok": "[green]✔[/green]", "warn": "[yellow]![/yellow]", "fail": "[red]✘[/red]", "skip": "[dim]–[/dim]"}
+_LEVELS = {"problem": "[red]✘[/red]", "warning": "[yellow]![/yellow]", "info": "[blue]•[/blue]"}
+_LOG_LIMIT = 200_000
+
+
+def doctor(
+    ctx: typer.Context,
+    name: str = typer.Argument(None, help="The integration to diagnose (default: all)."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+    from_log: bool = typer.Option(False, "--from-log", help="Analyse recorded calls instead of calling the API."),
+    since: str = typer.Option("1h", "--since", help="With --from-log: how far back, e.g. 15m, 1h, 1d."),
+    origin: list[str] = typer.Option(
+        None, "--origin", help="A browser origin to check CORS from, e.g. https://app.example.com (repeatable)."
+    ),
+) -> None:
+    """Check DNS, TCP, TLS, proxy, clock, the health request, content, latency, version and CORS.
+
+    Each finding says its cause and fix. Exits 1 when a check fails (or, with --from-log, a problem is found).
+    """
+    try:
+        hub = Hub.from_config(ctx.obj.get("config") if ctx.obj else None)
+    except ConfigError as exc:
+        say(f"[red]✘[/red] {esc(exc)}", error=True)
+        raise typer.Exit(1) from None
+    with hub:
+        names = [name] if name else sorted(hub.integrations)
+        for each in names:
+            try:
+                hub.integration(each)
+            except KeyError as exc:
+                say(f"[red]✘[/red] {esc(exc.args[0])}", error=True)
+                raise typer.Exit(1) from None
+        if from_log:
+            healthy = _from_log(hub, names, since, json_output)
+        else:
+            healthy = _live(hub, names, list(origin or []), json_output)
+    if not healthy:
+        raise typer.Exit(1)
+
+
+def _origins(config: IntegrationConfig, extra: list[str]) -> list[str]:
+    # The configured browser origins first, then any given with --origin.
+    configured: list[str] = list(config.cors_origins)
+    return list(dict.fromkeys([*configured, *extra]))
+
+
+def _live(hub: Hub, names: list[str], origins: list[str], json_output: bool) -> bool:
+    results = [diagnose(hub, each, origins=_origins(hub.integration(each), origins)) for each in names]
+    if json_output:
+        print_json({"ok": all(r.ok for r in results), "integrations": [r.to_dict() for r in results]})
+    else:
+        for result in results:
+            _print_diagnosis(result)
+    return all(result.ok for result in results)
+
+
+def _print_diagnosis(result: Diagnosis) -> None:
+    verdict = "[green]healthy[/green]" if result.ok else "[red]failing[/red]"
+    say(f"[bold]{esc(result.integration)}[/bold] {esc(result.url)} — {verdict}")
+    for check in result.checks:
+        say(f"  {_MARKS[check.status]} {check.name:<8} {esc(check.summary)}")
+        if check.cause:
+            say(f"             cause: {esc(check.cause)}")
+        if check.fix:
+            say(f"             fix:   {esc(check.fix)}")
+    say("")
+
+
+def _from_log(hub: Hub, names: list[str], since: str, json_output: bool) -> bool:
+    try:
+        seconds = parse_duration(since)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    now = time.time()
+    reports: list[LogReport] = []
+    for each in names:
+        stored = hub.call_log.calls(since=now - seconds, integration=each, limit=_LOG_LIMIT)
+        config = hub.integration(each)
+        rules = config.alerts.over(hub.config.alerts)
+        reports.append(
+            analyse(
+                each,
+                [call.record for call in stored],
+                since=now - seconds,
+                until=now,
+                latency_threshold=rules.latency_p95,
+                error_rate=rules.error_rate,
+                near_limit=rules.rate_limit_usage,
+                truncated=len(stored) >= _LOG_LIMIT,
+            )
+        )
+    if json_output:
+        print_json({"ok": all(r.ok for r in reports), "integrations": [r.to_dict() for r in reports]})
+    else:
+        for report in reports:
+            _print_report(report)
+    return all(report.ok for report in reports)
+
+
+def _print_report(report: LogReport) -> None:
+    verdict = "[green]no problem found[/green]" if report.ok else "[red]problems found[/red]"
+    say(f"[bold]{esc(report.integration)}[/bold] — {report.calls} calls since {esc(report.since_text)} — {verdict}")
+    for finding in report.findings:
+        say(f"  {_LEVELS[finding.level]} {esc(finding.message)}")
+        if finding.fix:
+            say(f"      fix: {esc(finding.fix)}")
+    say("")
