@@ -234,4 +234,7 @@ def demo(
         if tour and (not only or "tour" in only.lower()):
             with Hub(parse_config(TOUR_CONFIG.format(url=server.url), source="(demo tour config)")) as shop:
                 run_tour(shop, keep=keep, secret=os.environ["SHOP_WEBHOOK_SECRET"])
-    say("\nNext: [bold]tether sandbox[/bold] to keep it running, then [bold]tether call[/bold] against it.")
+    say(
+        "\nNext: [bold]tether demo --only tour --keep[/bold] to watch the dashboard fill; [bold]tether sandbox[/bold] "
+        "to keep the sandbox running, then [bold]tether call[/bold] against it."
+    )
