@@ -22,7 +22,7 @@ from tether.client.transport import AsyncRetryTransport, RetryTransport
 from tether.config.loader import find_config, load_config
 from tether.config.models import IntegrationConfig, TetherConfig
 from tether.observe.calllog import CallLog
-from tether.observe.otel import available as otel_available
+from tether.observe.otel import configured as otel_configured
 from tether.observe.otel import instrument as instrument_otel
 from tether.observe.recorder import Recorder
 from tether.observe.redact import install_log_filters
@@ -99,7 +99,7 @@ class Hub:
         self._call_log: CallLog | None = None
         monitoring = config.monitoring
         self.recorder: Recorder | None = None
-        otel = monitoring.otel is True or (monitoring.otel == "auto" and otel_available())
+        otel = monitoring.otel is True or (monitoring.otel == "auto" and otel_configured())
         if monitoring.record or otel:
             self.recorder = Recorder(
                 (lambda: self.call_log) if monitoring.record else None,

@@ -1,6 +1,7 @@
 """OpenTelemetry metrics and traces from call records (the ``tether[otel]`` extra).
 
-Loaded only when ``[monitoring] otel`` asks for it (``"auto"``: when the SDK is installed). Each call becomes
+Loaded only when ``[monitoring] otel`` asks for it (``"auto"``: when the SDK is installed and the application
+set an SDK tracer or meter provider before making the hub). Each call becomes
 one CLIENT span, started at the call's start and ended at its end, retries and waits included, with the
 HTTP semantic-convention attributes and tether's own (integration, attempts, outcome); its parent is the
 application's span that was current when the call ran. Metrics: ``http.client.request.duration`` (the
@@ -17,7 +18,7 @@ from tether._version import __version__
 from tether.observe.recorder import Recorder
 from tether.observe.records import CallRecord
 
-__all__ = ["OTelHook", "available", "instrument"]
+__all__ = ["OTelHook", "available", "configured", "instrument"]
 
 
 def available() -> bool:
@@ -26,6 +27,20 @@ def available() -> bool:
         return importlib.util.find_spec("opentelemetry.sdk") is not None
     except ModuleNotFoundError:
         return False
+
+
+def configured() -> bool:
+    """Whether the application set an SDK tracer or meter provider (what ``otel = "auto"`` waits for: with the
+    SDK installed but no provider set, spans would go nowhere and the hook would cost every call for nothing)."""
+    if not available():
+        return False
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return isinstance(trace.get_tracer_provider(), TracerProvider) or isinstance(
+        metrics.get_meter_provider(), MeterProvider
+    )
 
 
 class OTelHook:
