@@ -3,6 +3,7 @@ scripted API on a loopback socket (:class:`Api`), with a manual clock so latenci
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -106,15 +107,24 @@ class Api(ThreadingHTTPServer):
         pass  # a client that timed out and hung up is what some tests do on purpose
 
 
-@pytest.fixture(scope="module")
-def api() -> Iterator[Api]:
+@contextlib.contextmanager
+def serving_api() -> Iterator[Api]:
+    """An :class:`Api` serving on loopback from a thread until the block ends."""
     server = Api()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[Api]:
+    with serving_api() as server:
+        yield server
 
 
 # --- a hub whose calls go through its sync or its async client -------------------------------------------------

@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from store_fixtures import PostgresSpace
-from tether.observe.calllog import CallLog, Minute
+from tether.observe.calllog import CallLog
 from tether.observe.records import LATENCY_BUCKETS, CallRecord, Try
+from tether.observe.summary import Minute
 from tether.store import Store
 from tether.store.postgres import PostgresStore
 from tether.store.sqlite import SqliteStore

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import tether
 from fakes import Timeline
 from store_fixtures import PostgresSpace
-from test_call_records import Api, Reply
+from test_call_records import Api, Reply, serving_api
 from tether.config.loader import parse_config
 from tether.errors import CallError, CircuitOpenError
 from tether.observe.calllog import CallLog
@@ -37,13 +36,8 @@ SUNSET = "Wed, 11 Nov 2026 23:59:59 GMT"
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[Api]:
-    server = Api()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving_api() as server:
+        yield server
 
 
 def config(api: Api, store: str) -> str:

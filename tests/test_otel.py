@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import tether
 from fakes import Timeline
-from test_call_records import Api, Reply
+from test_call_records import Api, Reply, serving_api
 from tether.config.loader import parse_config
 from tether.errors import CallError
 from tether.observe.otel import OTelHook, available, instrument
@@ -31,13 +30,8 @@ from tether.observe.records import CallRecord
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[Api]:
-    server = Api()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving_api() as server:
+        yield server
 
 
 class Otel:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import typer
 
@@ -14,6 +16,16 @@ from tether.errors import ConfigError
 from tether.hub import Hub
 
 __all__ = ["doctor"]
+
+
+class _Result(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=_Result)
 
 _MARKS = {"ok": "[green]✔[/green]", "warn": "[yellow]![/yellow]", "fail": "[red]✘[/red]", "skip": "[dim]–[/dim]"}
 _LEVELS = {"problem": "[red]✘[/red]", "warning": "[yellow]![/yellow]", "info": "[blue]•[/blue]"}
@@ -63,11 +75,16 @@ def _origins(config: IntegrationConfig, extra: list[str]) -> list[str]:
 
 def _live(hub: Hub, names: list[str], origins: list[str], json_output: bool) -> bool:
     results = [diagnose(hub, each, origins=_origins(hub.integration(each), origins)) for each in names]
+    return _emit(results, json_output, _print_diagnosis)
+
+
+def _emit(results: Sequence[R], json_output: bool, show: Callable[[R], None]) -> bool:
+    """Print ``results`` (as JSON, or each with ``show``); whether every one is ok."""
     if json_output:
         print_json({"ok": all(r.ok for r in results), "integrations": [r.to_dict() for r in results]})
     else:
         for result in results:
-            _print_diagnosis(result)
+            show(result)
     return all(result.ok for result in results)
 
 
@@ -106,12 +123,7 @@ def _from_log(hub: Hub, names: list[str], since: str, json_output: bool) -> bool
                 truncated=len(stored) >= _LOG_LIMIT,
             )
         )
-    if json_output:
-        print_json({"ok": all(r.ok for r in reports), "integrations": [r.to_dict() for r in reports]})
-    else:
-        for report in reports:
-            _print_report(report)
-    return all(report.ok for report in reports)
+    return _emit(reports, json_output, _print_report)
 
 
 def _print_report(report: LogReport) -> None:

@@ -189,8 +189,8 @@ class Call:
                 request_id = value.decode("latin-1")
             elif name.startswith((b"x-ratelimit", b"ratelimit", b"retry-after")):
                 self._limit_headers = True
-            elif self.seen is not None:
-                self._saw(name, value)
+            elif self.seen is not None and name in self.spec.watched_headers:
+                setattr(self.seen, self.spec.watched_headers[name], value.decode("latin-1")[:100])
         self._request_id = request_id
         self._json = content_type is not None and b"json" in content_type
         if self.request.extensions.get("tether.stream"):
@@ -198,16 +198,6 @@ class Call:
         if content_type is not None and b"text/event-stream" in content_type:
             return False
         return length is None or (length.isdigit() and int(length) <= BUFFER_LIMIT)
-
-    def _saw(self, name: bytes, value: bytes) -> None:
-        seen = self.seen
-        assert seen is not None
-        if name == b"deprecation":
-            seen.deprecation = value.decode("latin-1")[:100]
-        elif name == b"sunset":
-            seen.sunset = value.decode("latin-1")[:100]
-        elif name == self.spec._version_name:
-            seen.version = value.decode("latin-1")[:100]
 
     def after_response(self, response: httpx2.Response) -> float | None:
         """Record a response; the wait before retrying, or ``None`` when the call is done."""

@@ -79,7 +79,10 @@ class CallSpec:
             self.integration, self.credential_source, self.limits.get("connect"), self.limits.get("read")
         )
         self.route = Route(self.rate_limits, self.max_wait)
-        self._version_name = self.version_header.lower().encode("latin-1") if self.version_header else None
+        # Response headers a call record keeps, by lower-case name, and the record field each one fills.
+        self.watched_headers = {b"deprecation": "deprecation", b"sunset": "sunset"}
+        if self.version_header:
+            self.watched_headers[self.version_header.lower().encode("latin-1")] = "version"
 
     def endpoint_of(self, request: httpx2.Request) -> str:
         """The endpoint a record names: the matching ``endpoints`` pattern's path, else the path as a template."""

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from tether.config.auth import OAuth2AuthConfig
 from tether.config.models import RateLimitConfig
-from tether.observe.calllog import Minute
 from tether.observe.log import logger
+from tether.observe.summary import Minute
 
 if TYPE_CHECKING:
     from tether.hub import Hub

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from tether._durations import format_duration
 from tether.config.monitoring import AlertRules
-from tether.observe.calllog import Minute
 from tether.observe.health import recent_usage
 from tether.observe.incidents import Condition
+from tether.observe.summary import Minute
 
 if TYPE_CHECKING:
     from tether.hub import Hub
