@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import datetime
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -107,10 +109,13 @@ def tether_hub(base_url: str) -> Any:
         from tether import Hub  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return None
-    with tempfile.TemporaryDirectory() as directory:
-        config = Path(directory) / "tether.toml"
-        config.write_text(f'[integrations.bench]\nbase_url = "{base_url}"\n')
-        return Hub.from_config(config)
+    # The hub records its calls (the default) to tether.db beside its config: the folder lives as long as the
+    # process, then goes, so no run leaves a store behind.
+    directory = tempfile.mkdtemp(prefix="tether-bench-client-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    config = Path(directory) / "tether.toml"
+    config.write_text(f'[integrations.bench]\nbase_url = "{base_url}"\n')
+    return Hub.from_config(config)
 
 
 def build_cases(url: str, concurrencies: list[int], warmup: float, seconds: float) -> list[Case]:

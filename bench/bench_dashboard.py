@@ -17,6 +17,8 @@ are compared with the goal, 200 ms:
 
 - ``overview(hub, window=…)`` for 1 hour, 1 day and 7 days: the dashboard's ``/api/overview`` and
   ``tether status`` (per-minute summaries for the window, plus each integration's last five failures);
+- ``conditions(hub)``: one round of the alert rules that ``tether serve`` evaluates every 15 s (the rule
+  windows, the last day for deprecation and token budgets, the last two minutes);
 - ``CallLog.failures(name)``: the dashboard's last errors of one integration;
 - ``CallLog.calls(since=now - 3600, integration=name)``: what ``tether doctor --from-log`` reads.
 """
@@ -40,6 +42,7 @@ from typing import Any
 
 from tether.observe.health import overview
 from tether.observe.records import CallRecord, Try
+from tether.observe.rules import conditions
 
 GOAL = 0.200  # seconds
 BATCH = 5000  # records per CallLog.write, as the recorder's batches
@@ -336,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
             ("overview(window=1h)", lambda: overview(hub, window=3600, now=now), _overview_size),
             ("overview(window=1d)", lambda: overview(hub, window=86400, now=now), _overview_size),
             ("overview(window=7d)", lambda: overview(hub, window=7 * 86400, now=now), _overview_size),
+            ("alert rules (one round)", lambda: conditions(hub, now=now), lambda r: f"{len(r)} conditions"),
             (f"failures({busiest!r})", lambda: log.failures(busiest), lambda r: f"{len(r)} records"),
             (
                 f"calls(since=now-1h, {busiest!r})",

@@ -51,7 +51,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_client import DEFAULT_URL, _check, drive, drive_sync, ensure_upstream
+from bench_client import DEFAULT_URL, _check, _cpus, drive, drive_sync, ensure_upstream
 
 VARIANTS = ("off", "on", "metrics", "otel")
 GOAL_VARIANTS = ("on", "metrics")
@@ -307,12 +307,6 @@ def report(
         f"goal: cost of {' and '.join(GOAL_VARIANTS)} <= {GOAL:.0%} in every scenario -- {verdict} "
         f"(worst {worst * 100:.1f}%)"
     )
-
-
-def _cpus() -> str:
-    import os
-
-    return str(os.cpu_count())
 
 
 def main(argv: list[str] | None = None) -> None:

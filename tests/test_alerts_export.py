@@ -96,6 +96,15 @@ def test_a_disabled_rule_and_a_silenced_integration_get_no_rule() -> None:
             assert "legacy" in block, "the silenced integration is excluded from every default rule"
 
 
+def test_a_rule_the_alerts_table_disables_is_exported_only_where_an_integration_sets_it() -> None:
+    text = '[alerts]\ndisable = ["error_rate"]\n[integrations.stripe]\nbase_url = "https://api.stripe.com"\n'
+    assert "TetherErrorRate" not in rules_for(text)
+    overridden = text + "alerts = { error_rate = 0.2 }\n"
+    [rate] = [b for b in rule_blocks(rules_for(overridden)) if b.startswith("TetherErrorRate")]
+    assert 'integration="stripe"' in rate
+    assert ") > 0.2" in rate
+
+
 def test_token_budget_only_where_one_is_set() -> None:
     [budget] = [b for b in rule_blocks(rules_for()) if b.startswith("TetherTokenBudget")]
     assert 'increase(tether_ai_tokens_total{integration="openai"}[1d])) > 1000000' in budget

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from email import message_from_bytes, policy
@@ -20,6 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from fakes import in_thread
 from tether.config.monitoring import AlertsConfig, EmailNotifier, SlackNotifier, WebhookNotifier
 from tether.observe.incidents import Alerter, Condition
 from tether.observe.notify import (
@@ -94,12 +94,8 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def receiver() -> Iterator[_Receiver]:
     server = _Receiver()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with in_thread(server):
+        yield server
 
 
 def webhook(url: str, **extra: Any) -> WebhookNotify:

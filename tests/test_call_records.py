@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tether
-from fakes import Timeline
+from fakes import Timeline, in_thread
 from tether.config.loader import parse_config
 from tether.errors import CallError
 from tether.observe.records import CallRecord, endpoint_template
@@ -111,14 +111,8 @@ class Api(ThreadingHTTPServer):
 def serving_api() -> Iterator[Api]:
     """An :class:`Api` serving on loopback from a thread until the block ends."""
     server = Api()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    try:
+    with in_thread(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,8 +80,17 @@ def recount(records: list[CallRecord]) -> dict[str, list[Minute]]:
     return result
 
 
-def assert_same(read: Minute, expected: Minute) -> None:
-    counts = ("minute", "calls", "failures", "auth_failures", "rejected", "attempts", "tokens", "bytes_received")
+def assert_same(read: Minute, expected: Minute, *, key: bool = True) -> None:
+    """Equal sums; ``key=False`` for totals, whose ``minute`` is the latest piece's (a minute or an hour)."""
+    counts = ("minute",) * key + (
+        "calls",
+        "failures",
+        "auth_failures",
+        "rejected",
+        "attempts",
+        "tokens",
+        "bytes_received",
+    )
     assert {name: getattr(read, name) for name in counts} == {name: getattr(expected, name) for name in counts}
     assert read.buckets == expected.buckets
     assert read.latency_sum == pytest.approx(expected.latency_sum, rel=1e-9, abs=1e-9)
@@ -183,7 +193,7 @@ def test_summaries_equal_a_recount_of_the_records(log: CallLog, batches: list[li
         total = Minute()
         for minute in minutes:
             total.merge(minute)
-        assert_same(log.total(integration, since=0), total)
+        assert_same(log.total(integration, since=0), total, key=False)
     assert len(log.calls(since=0)) == len(written)
 
 
@@ -390,3 +400,127 @@ def test_merging_two_minutes_counts_as_adding_every_record_to_one(items: list[Ca
         whole.add(each)
     first.merge(second)
     assert_same(first, whole)
+
+
+# --- the hourly table: long windows read hours and stay exact ------------------------------------------------------
+
+HOUR0 = 1_699_999_200.0  # the start of an hour, shortly before T0
+
+
+spread = st.builds(
+    _record,
+    at=st.floats(min_value=HOUR0, max_value=HOUR0 + 5 * 3600, allow_nan=False),
+    integration=st.sampled_from(["stripe", "openai"]),
+    method=st.just("GET"),
+    endpoint=st.just("/v1/customers"),
+    status=st.sampled_from(STATUSES),
+    outcome=st.sampled_from(OUTCOMES),
+    latency=latencies,
+    tokens=st.none() | st.integers(0, 10**6),
+    version=texts,
+)
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batches=st.lists(st.lists(spread, max_size=30), min_size=1, max_size=3),
+    since=st.floats(min_value=HOUR0 - 600, max_value=HOUR0 + 5 * 3600, allow_nan=False),
+    length=st.floats(min_value=0, max_value=6 * 3600, allow_nan=False),
+)
+def test_totals_over_any_window_equal_a_recount_of_its_minutes(
+    log: CallLog, batches: list[list[CallRecord]], since: float, length: float
+) -> None:
+    """Whole hours come from the hourly table, the edges from minutes: the sum is the minutes' sum exactly."""
+    log.purge(records_before=FOREVER, summaries_before=FOREVER)
+    for batch in batches:
+        log.write(batch)
+    until = since + length
+    first, last = int(since // 60), int(until // 60)
+    inside = [each for batch in batches for each in batch if first <= int(each.at // 60) <= last]
+    expected = recount(inside)
+    totals = log.totals(since, until)
+    assert sorted(totals) == sorted(expected)
+    for integration, minutes in expected.items():
+        want = Minute()
+        for minute in sorted(minutes, key=lambda m: m.minute):
+            want.merge(minute)
+        got = totals[integration]
+        assert_same(got, want, key=False)
+
+
+@pytest.mark.parametrize("step", [1, 5, 15, 60, 120])
+def test_series_slots_add_up_to_the_minutes_they_cover(log: CallLog, step: int) -> None:
+    written = [
+        record(HOUR0 + 97 * index, latency=0.01 * (index % 9), status=500 if index % 7 else 200) for index in range(200)
+    ]
+    log.write(written)
+    until = HOUR0 + 97 * 199
+    series = log.series(HOUR0, until, step)["stripe"]
+    first_slot = int(HOUR0 // 60) // step * step
+    assert [slot.minute for slot in series] == sorted({int(each.at // 60) // step * step for each in written})
+    assert series[0].minute == first_slot
+    for slot in series:
+        covered = [each for each in written if slot.minute <= int(each.at // 60) < slot.minute + step]
+        want = Minute()
+        for minute in recount(covered)["stripe"]:
+            want.merge(minute)
+        assert_same(slot, want, key=False)
+
+
+def test_a_step_read_from_hours_must_be_whole_hours(log: CallLog) -> None:
+    with pytest.raises(ValueError, match="multiple of 60"):
+        log.series(HOUR0, HOUR0 + 86400, 90)
+
+
+def test_the_hourly_table_is_filled_once_from_a_store_written_before_it_existed(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    first = CallLog(SqliteStore(path))
+    written = [record(HOUR0 + 300 * index) for index in range(30)]  # 2.5 hours
+    first.write(written)
+    with sqlite3.connect(path) as connection:  # as a store from before the hourly table
+        connection.execute("DROP TABLE tether_call_hours")
+    first.store.close()
+    upgraded = CallLog(SqliteStore(path))
+    assert upgraded.totals(HOUR0, HOUR0 + 3 * 3600)["stripe"].calls == 30
+    upgraded.write([record(HOUR0 + 3 * 3600 + 5)])
+    upgraded.store.close()
+    again = CallLog(SqliteStore(path))  # a later start does not fill it a second time
+    assert again.totals(HOUR0, HOUR0 + 4 * 3600)["stripe"].calls == 31
+    with sqlite3.connect(path) as connection:
+        hours = connection.execute("SELECT hour, calls FROM tether_call_hours ORDER BY hour").fetchall()
+    assert hours == [
+        (int(HOUR0 // 3600), 12),
+        (int(HOUR0 // 3600) + 1, 12),
+        (int(HOUR0 // 3600) + 2, 6),
+        (int(HOUR0 // 3600) + 3, 1),
+    ]
+    again.store.close()
+
+
+def test_purge_drops_minutes_and_whole_hours_before_the_cutoff(log: CallLog) -> None:
+    log.write([record(HOUR0 + 1800 * index) for index in range(6)])  # 3 hours, two calls in each
+    log.purge(records_before=FOREVER, summaries_before=HOUR0 + 3600 + 1800)
+    assert sum(m.calls for m in log.minutes(0)["stripe"]) == 3
+    assert log.totals(HOUR0 + 7200, HOUR0 + 3 * 3600)["stripe"].calls == 2
+    assert [slot.calls for slot in log.series(0, HOUR0 + 3 * 3600, 60)["stripe"]] == [2, 2]
+
+
+@pytest.mark.parametrize("limit", [999, 100, 46])
+def test_a_batch_fits_an_sqlite_built_with_a_lower_parameter_limit(tmp_path: Path, limit: int) -> None:
+    """Older SQLite builds allow 999 parameters per statement: the multi-row INSERT sizes its chunks to fit."""
+    store = SqliteStore(tmp_path / "tether.db")
+    with store.connection() as connection:
+        connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+    log = CallLog(store)
+    written = [record(T0 + index * 0.5, request_id=f"req_{index}") for index in range(450)]
+    log.write(written)
+    stored = log.calls(since=0)
+    assert [each.record.request_id for each in stored] == [each.request_id for each in written]
+    store.close()
+
+
+def test_the_latest_headers_of_many_integrations_are_all_found(log: CallLog) -> None:
+    log.write([record(HOUR0 + 60, integration=f"api{index:03d}", version=f"v{index}") for index in range(95)])
+    totals = log.totals(HOUR0 - 3 * 3600, HOUR0 + 3 * 3600)
+    assert len(totals) == 95
+    assert all(totals[f"api{index:03d}"].version == f"v{index}" for index in range(95))

@@ -22,6 +22,7 @@ from tether.config import (
 )
 from tether.config.models import DEFAULT_RETRY_STATUSES, IDEMPOTENT_METHODS
 from tether.errors import ConfigError
+from tether.observe.redact import redact_text
 
 # Distinctive values: every resolved secret is registered process-wide with the redactor.
 STRIPE_KEY = "sk_test_cfg_4Tq9Lm2Wx7"
@@ -663,3 +664,36 @@ def test_config_repr_and_str_show_references_not_values() -> None:
         for value in ENV.values():
             assert value not in text
     assert "Secret('${GITHUB_TOKEN}')" in repr(config)
+
+
+# --- ${ENV} in store and state URLs ------------------------------------------------------------------------------
+
+
+def test_a_whole_store_url_can_come_from_the_environment() -> None:
+    url = "postgresql://app:s3cr3t@db.internal:5432/app"
+    config = parse_config('store = "${DATABASE_URL}"\n', env={"DATABASE_URL": url})
+    assert config.store == url
+    assert "s3cr3t" not in redact_text(f"cannot connect to {url}")
+
+
+def test_a_password_inside_a_url_is_percent_encoded_and_redacted() -> None:
+    config = parse_config(
+        'store = "postgresql://app:${PGPASSWORD}@db/app"\nstate = "redis://:${REDIS_PASSWORD}@cache:6379/0"\n'
+        'cache_store = "redis://:${REDIS_PASSWORD}@cache:6379/1"\n',
+        env={"PGPASSWORD": "p@ss/w:rd#1", "REDIS_PASSWORD": "r3d1s-pw"},
+    )
+    assert config.store == "postgresql://app:p%40ss%2Fw%3Ard%231@db/app"
+    assert config.state == "redis://:r3d1s-pw@cache:6379/0"
+    assert config.cache_store == "redis://:r3d1s-pw@cache:6379/1"
+    assert "r3d1s-pw" not in redact_text("redis said no to r3d1s-pw")
+
+
+def test_an_unset_variable_in_a_url_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    _, error = _load_error(tmp_path, 'store = "postgresql://app:${PG_PASSWORD_UNSET}@db/app"\n', env={})
+    assert [problem.path for problem in error.problems] == ["store"]
+    assert "PG_PASSWORD_UNSET is not set" in str(error)
+
+
+def test_describing_the_config_keeps_url_references_unresolved() -> None:
+    config = parse_config('store = "postgresql://app:${PGPASSWORD}@db/app"\n', env={}, resolve_secrets=False)
+    assert config.store == "postgresql://app:${PGPASSWORD}@db/app"

@@ -7,9 +7,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ import pytest
 from starlette.requests import Request
 
 import tether
+from fakes import tether_serve
 from tether.config.loader import parse_config
 from tether.errors import CallError
 from tether.sandbox import SANDBOX_API_KEY, SandboxServer
@@ -28,7 +26,6 @@ from tether.server.admin import COOKIE, AdminGuard, is_loopback
 from tether.webhooks.schemes import scheme_for
 from webhook_fixtures import STRIPE_SECRET, serving
 
-TETHER = Path(sys.executable).with_name("tether")
 TOKEN = "adm_3kP9xQ2vL7mN4rT8wZ1yB6cD5fG0hJ"
 SERVER_HINT = "the provider failed; check its status page, or try again later"
 
@@ -130,6 +127,20 @@ def test_without_a_token_a_loopback_binding_is_open_but_not_to_requests_arriving
     assert TOKEN not in repr(AdminGuard(TOKEN, loopback=True))
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1:8700", "localhost:8700", "[::1]:8700", "localhost"])
+def test_open_on_loopback_the_dashboard_answers_requests_addressed_to_this_machine(host: str) -> None:
+    assert AdminGuard(None, loopback=True).check(request(("127.0.0.1", 8700), host=host)) is None
+
+
+@pytest.mark.parametrize("host", ["evil.example:8700", "evil.example", "127.0.0.1.nip.io:8700"])
+def test_open_on_loopback_the_dashboard_refuses_a_host_name_pointed_at_127_0_0_1(host: str) -> None:
+    """DNS rebinding: a page whose own name resolves to 127.0.0.1 must not read the dashboard's data."""
+    refused = AdminGuard(None, loopback=True).check(request(("127.0.0.1", 8700), host=host))
+    assert refused is not None
+    assert refused.status_code == 403
+    assert "TETHER_ADMIN_TOKEN" in bytes(refused.body).decode()
+
+
 def test_the_token_redirect_stays_on_this_site() -> None:
     scope = {"type": "http", "method": "GET", "path": "//evil.example/x", "headers": [], "server": ("10.0.0.5", 80)}
     answer = AdminGuard(TOKEN, loopback=False).check(Request({**scope, "query_string": f"token={TOKEN}".encode()}))
@@ -220,48 +231,28 @@ def test_token_in_the_url_sets_a_strict_httponly_cookie_and_redirects_it_out_of_
         no_token_in(response)
 
 
-@contextlib.contextmanager
-def tether_serve(tmp_path: Path, sandbox: SandboxServer, host: str, token: str | None) -> Iterator[tuple[str, Path]]:
-    """``tether serve --host HOST`` as a process; yields its loopback URL and its output's file."""
+def serve_dashboard(
+    tmp_path: Path, sandbox: SandboxServer, token: str | None
+) -> contextlib.AbstractContextManager[tuple[str, Path]]:
+    """``tether serve --host 0.0.0.0`` for this module's config, with ``token`` as TETHER_ADMIN_TOKEN (if any)."""
     config = tmp_path / "tether.toml"
     config.write_text(config_text(tmp_path, sandbox.url))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {key: value for key, value in os.environ.items() if key != "TETHER_ADMIN_TOKEN"}
-    env.update({"SANDBOX_KEY": SANDBOX_API_KEY, "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET, "NO_COLOR": "1"})
+    env = {"SANDBOX_KEY": SANDBOX_API_KEY, "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET}
     if token is not None:
         env["TETHER_ADMIN_TOKEN"] = token
-    log = tmp_path / f"serve-{host}.log"
-    with log.open("wb") as output:
-        command = [str(TETHER), "--config", str(config), "serve", "--host", host, "--port", str(port)]
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(f"{url}/healthz"), timeout=30)
-        yield url, log
-    finally:
-        process.terminate()
-        process.wait(15)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx2.get(url).status_code == 200
-    except httpx2.TransportError:
-        return False
+    return tether_serve(config, "0.0.0.0", env)
 
 
 @pytest.mark.slow
 def test_tether_serve_on_a_public_address_refuses_the_dashboard_until_the_token_is_set(
     tmp_path: Path, sandbox: SandboxServer
 ) -> None:
-    with tether_serve(tmp_path, sandbox, "0.0.0.0", None) as (url, log):
+    with serve_dashboard(tmp_path, sandbox, None) as (url, log):
         refused = httpx2.get(f"{url}/api/overview")
     warning = " ".join(log.read_text().split())
     assert refused.status_code == 403
     assert "without TETHER_ADMIN_TOKEN: the dashboard answers 403" in warning
-    with tether_serve(tmp_path, sandbox, "0.0.0.0", TOKEN) as (url, log):
+    with serve_dashboard(tmp_path, sandbox, TOKEN) as (url, log):
         opened = httpx2.get(f"{url}/api/overview", headers={"authorization": f"Bearer {TOKEN}"})
         missing = httpx2.get(f"{url}/")
     output = log.read_text()
@@ -418,7 +409,9 @@ def test_the_page_in_chromium_shows_the_calls_live_and_no_secret(
         inbox = text(chrome, '[data-integration="payments"] [data-inbox="pending"]')
         assert inbox == "1 pending"
         assert count(chrome, '[data-integration="payments"] svg.chart') == 2
-        assert count(chrome, '[data-integration="payments"] [data-chart="latency"] circle') > 0
+        # One minute of calls draws a dot; calls straddling a minute boundary draw a line.
+        latency = '[data-integration="payments"] [data-chart="latency"]'
+        assert count(chrome, f"{latency} circle, {latency} path.line") > 0
         assert chrome.execute_script("return document.getElementById('status').dataset.state") == "live"
         assert "updated" in text(chrome, "#status-text")
 

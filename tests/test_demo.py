@@ -42,5 +42,10 @@ def test_demo_runs_every_scenario_and_reports_attempts_waits_and_outcomes() -> N
     assert "handled once each: customer.created" in tour
     assert "invoice.paid" in tour.split("handled once each")[1]
     assert "dashboard: shop" in tour
+    proxied = tour.split("proxy: ")[1].split("dashboard:")[0]
+    assert "GET /proxy/shop/v1/customers → 200 (CORS http://localhost:3000; the API key stayed on the server)" in (
+        " ".join(proxied.split())
+    )
+    assert "DELETE → 403 (not in the allow list)" in " ".join(proxied.split())
     assert "requests, error rate" in tour
     assert 'tether_requests_total{code="200"' in tour

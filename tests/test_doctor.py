@@ -11,7 +11,6 @@ from __future__ import annotations
 import email.utils
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +21,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from fakes import in_thread
 from tether.cli.doctor import doctor
 from tether.doctor import Diagnosis, diagnose
 from tether.doctor.network import check_dns, check_proxy, check_tcp
@@ -82,12 +82,8 @@ class _LabAPI(BaseHTTPRequestHandler):
 def lab_api() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _LabAPI)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with in_thread(server):
+        yield f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def _config(tmp_path: Path, url: str, health: str, *, extra: str = "") -> Path:
@@ -379,6 +375,19 @@ def test_two_backends_of_which_one_refuses_are_told_apart(lab_api: str) -> None:
     assert tcp.cause == f"127.0.0.2:{port}: connection refused"
     assert tcp.fix is not None
     assert "one backend behind the name is down" in tcp.fix
+
+
+def test_the_whole_diagnosis_names_the_backend_that_is_down(tmp_path: Path, lab_api: str, good_key: None) -> None:
+    """Through diagnose(): a name whose two addresses are a live server and a dead one fails on the dead one."""
+    port = int(lab_api.rsplit(":", 1)[1])
+    path = _config(tmp_path, f"http://api.lab.test:{port}", "GET /v1/customers")
+    with Hub.from_config(path) as hub:
+        result = diagnose(hub, "lab", resolve=lambda host, port: ["127.0.0.1", "127.0.0.2"])
+    assert not result.ok
+    tcp = result.check("tcp")
+    assert tcp.status == "fail"
+    assert tcp.cause == f"127.0.0.2:{port}: connection refused"
+    assert result.check("dns").status == "ok"
 
 
 def test_a_name_that_does_not_resolve_fails_dns_and_skips_the_rest(tmp_path: Path, good_key: None) -> None:

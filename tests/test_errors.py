@@ -551,6 +551,7 @@ EXPECTED_PUBLIC_NAMES = {
     "ReadTimeoutError",
     "RequestTimeoutError",
     "ResponseFormatError",
+    "SchemaMismatchError",
     "SelfSignedCertificateError",
     "ServerError",
     "TLSError",

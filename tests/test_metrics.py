@@ -296,83 +296,79 @@ def test_log_follower_starts_at_the_end_and_reads_each_record_once(tmp_path: Pat
         store.close()
 
 
-def test_log_follower_reads_postgresql_ids_committed_out_of_order_exactly_once(postgres: PostgresSpace) -> None:
-    store = PostgresStore(postgres.url)
-    clock = Clock()
-    try:
-        log = CallLog(store)
-        log.ensure_schema()
-        follower = LogFollower(log, settle=30.0, wall=clock)
+class Followed:
+    """A call log on PostgreSQL and a follower of it that has started (settle 30 s, on ``clock``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.store = PostgresStore(url)
+        self.clock = Clock()
+        self.log = CallLog(self.store)
+        self.log.ensure_schema()
+        self.follower = LogFollower(self.log, settle=30.0, wall=self.clock)
+        assert self.follower.read() == []  # following starts now
+
+
+@pytest.fixture
+def followed(postgres: PostgresSpace) -> Iterator[Followed]:
+    followed = Followed(postgres.url)
+    yield followed
+    followed.store.close()
+
+
+def test_log_follower_reads_postgresql_ids_committed_out_of_order_exactly_once(followed: Followed) -> None:
+    follower, clock = followed.follower, followed.clock
+    with psycopg.connect(followed.url) as first, psycopg.connect(followed.url) as second:
+        low = first.execute(INSERT, (1.7e9, "low")).fetchone()
+        high = second.execute(INSERT, (1.7e9, "high")).fetchone()
+        assert low is not None
+        assert high is not None
+        assert low[0] < high[0]
+        second.commit()  # the higher id is visible first
+        assert ids_of(follower.read()) == ["high"]
+        clock.now += 5
+        assert follower.read() == []  # still waiting for the lower id
+        first.commit()
+        clock.now += 5
+        assert ids_of(follower.read()) == ["low"]
         assert follower.read() == []
-        with psycopg.connect(postgres.url) as first, psycopg.connect(postgres.url) as second:
-            low = first.execute(INSERT, (1.7e9, "low")).fetchone()
-            high = second.execute(INSERT, (1.7e9, "high")).fetchone()
-            assert low is not None
-            assert high is not None
-            assert low[0] < high[0]
-            second.commit()  # the higher id is visible first
-            assert ids_of(follower.read()) == ["high"]
-            clock.now += 5
-            assert follower.read() == []  # still waiting for the lower id
-            first.commit()
-            clock.now += 5
-            assert ids_of(follower.read()) == ["low"]
-            assert follower.read() == []
-            clock.now += 60
-            assert follower.read() == []
-        log.write([CallRecord(1.7e9, "stripe", "GET", "/", 200, "success", request_id="later")])
-        assert ids_of(follower.read()) == ["later"]
-    finally:
-        store.close()
+        clock.now += 60
+        assert follower.read() == []
+    followed.log.write([CallRecord(1.7e9, "stripe", "GET", "/", 200, "success", request_id="later")])
+    assert ids_of(follower.read()) == ["later"]
 
 
-def test_log_follower_stops_waiting_for_a_rolled_back_id_after_settle(postgres: PostgresSpace) -> None:
+def test_log_follower_stops_waiting_for_a_rolled_back_id_after_settle(followed: Followed) -> None:
     """The skipped id is looked for while ``settle`` lasts; a row that appears with it later is no longer read
     (here inserted with that id explicitly, which a rolled-back transaction never does)."""
-    store = PostgresStore(postgres.url)
-    clock = Clock()
-    try:
-        log = CallLog(store)
-        log.ensure_schema()
-        follower = LogFollower(log, settle=30.0, wall=clock)
-        follower.read()
-        with psycopg.connect(postgres.url) as first, psycopg.connect(postgres.url) as second:
-            gone = first.execute(INSERT, (1.7e9, "gone")).fetchone()
-            kept = second.execute(INSERT, (1.7e9, "kept")).fetchone()
-            assert gone is not None
-            assert kept is not None
-            second.commit()
-            first.rollback()
-        assert ids_of(follower.read()) == ["kept"]
-        clock.now += 29
-        assert follower.read() == []  # within settle: still looked for
-        clock.now += 2
-        assert follower.read() == []  # past settle: given up
-        with psycopg.connect(postgres.url) as late:
-            late.execute(INSERT_WITH_ID, (gone[0], 1.7e9, "gone"))
-        assert follower.read() == []  # the given-up id is not read any more
-        log.write([CallRecord(1.7e9, "stripe", "GET", "/", 200, "success", request_id="next")])
-        assert ids_of(follower.read()) == ["next"]
-    finally:
-        store.close()
+    follower, clock = followed.follower, followed.clock
+    with psycopg.connect(followed.url) as first, psycopg.connect(followed.url) as second:
+        gone = first.execute(INSERT, (1.7e9, "gone")).fetchone()
+        kept = second.execute(INSERT, (1.7e9, "kept")).fetchone()
+        assert gone is not None
+        assert kept is not None
+        second.commit()
+        first.rollback()
+    assert ids_of(follower.read()) == ["kept"]
+    clock.now += 29
+    assert follower.read() == []  # within settle: still looked for
+    clock.now += 2
+    assert follower.read() == []  # past settle: given up
+    with psycopg.connect(followed.url) as late:
+        late.execute(INSERT_WITH_ID, (gone[0], 1.7e9, "gone"))
+    assert follower.read() == []  # the given-up id is not read any more
+    followed.log.write([CallRecord(1.7e9, "stripe", "GET", "/", 200, "success", request_id="next")])
+    assert ids_of(follower.read()) == ["next"]
 
 
-def test_log_follower_still_reads_a_skipped_id_that_appears_within_settle(postgres: PostgresSpace) -> None:
-    store = PostgresStore(postgres.url)
-    clock = Clock()
-    try:
-        log = CallLog(store)
-        log.ensure_schema()
-        follower = LogFollower(log, settle=30.0, wall=clock)
-        follower.read()
-        with psycopg.connect(postgres.url) as first, psycopg.connect(postgres.url) as second:
-            slow = first.execute(INSERT, (1.7e9, "slow")).fetchone()
-            second.execute(INSERT, (1.7e9, "fast"))
-            assert slow is not None
-            second.commit()
-            assert ids_of(follower.read()) == ["fast"]
-            clock.now += 29.5
-            first.commit()
-        assert ids_of(follower.read()) == ["slow"]
-    finally:
-        store.close()
+def test_log_follower_still_reads_a_skipped_id_that_appears_within_settle(followed: Followed) -> None:
+    follower = followed.follower
+    with psycopg.connect(followed.url) as first, psycopg.connect(followed.url) as second:
+        slow = first.execute(INSERT, (1.7e9, "slow")).fetchone()
+        second.execute(INSERT, (1.7e9, "fast"))
+        assert slow is not None
+        second.commit()
+        assert ids_of(follower.read()) == ["fast"]
+        followed.clock.now += 29.5
+        first.commit()
+    assert ids_of(follower.read()) == ["slow"]

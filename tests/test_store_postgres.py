@@ -237,3 +237,22 @@ async def test_calls_go_on_without_the_cache_when_postgresql_is_down(
     assert [r.status_code for r in responses] == [200, 200, 200]
     assert api.calls == 3
     assert len(store_errors(caplog)) == 1
+
+
+def test_statements_have_a_timeout_unless_the_url_sets_one(postgres: PostgresSpace) -> None:
+    store = PostgresStore(postgres.url)
+    try:
+        with store.connection() as connection:
+            shown = connection.execute("SHOW statement_timeout").fetchone()
+            path = connection.execute("SHOW search_path").fetchone()
+        assert shown == ("30s",)
+        assert path is not None
+        assert postgres.schema in str(path[0])  # the URL's own options still apply
+    finally:
+        store.close()
+    own = PostgresStore(postgres.url.replace("-csearch_path", "-cstatement_timeout%3D5s%20-csearch_path"))
+    try:
+        with own.connection() as connection:
+            assert connection.execute("SHOW statement_timeout").fetchone() == ("5s",)
+    finally:
+        own.close()

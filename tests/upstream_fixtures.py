@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from fakes import in_thread
+
 
 class _Upstream(BaseHTTPRequestHandler):
     """``/ok`` JSON; ``/fail?key=K&times=N`` 503 N times (default 2) per key, then 200; ``/401`` a JSON
@@ -97,12 +99,8 @@ class _UpstreamServer(ThreadingHTTPServer):
 def upstream() -> Iterator[str]:
     """The fake upstream's base URL."""
     server = _UpstreamServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with in_thread(server):
+        yield f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture

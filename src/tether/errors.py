@@ -36,7 +36,8 @@ Call errors subclass httpx2's own exceptions, so ``except httpx2.HTTPError`` (or
         └── ResponseFormatError             (httpx2.DecodingError, ValueError) not the format expected
             ├── NotJSONError
             ├── TruncatedJSONError
-            └── UnexpectedContentTypeError
+            ├── UnexpectedContentTypeError
+            └── SchemaMismatchError         validate = true: the JSON is not what the OpenAPI document says
 
 Every low-level error is mapped to the most specific class by :mod:`tether.client._errormap` and chained with
 ``raise … from exc``.
@@ -76,6 +77,7 @@ __all__ = [
     "ReadTimeoutError",
     "RequestTimeoutError",
     "ResponseFormatError",
+    "SchemaMismatchError",
     "SelfSignedCertificateError",
     "ServerError",
     "TLSError",
@@ -386,3 +388,19 @@ class TruncatedJSONError(ResponseFormatError):
 
 class UnexpectedContentTypeError(ResponseFormatError):
     """The body may parse, but its Content-Type says it is not JSON."""
+
+
+class SchemaMismatchError(ResponseFormatError):
+    """The JSON body does not match the response schema of the integration's OpenAPI document
+    (``validate = true``).
+
+    The message names where and what was expected, never the value found there, which may be sensitive.
+
+    Attributes:
+        path: The JSON path of the first mismatch, e.g. ``$.data[0].created``.
+        keyword: The JSON Schema keyword that failed (``type``, ``required``, ``enum``…).
+    """
+
+    def __init__(self, *, path: str, keyword: str, **context: Any) -> None:
+        self.path, self.keyword = path, keyword
+        super().__init__(**context)

@@ -336,11 +336,17 @@ class Hub:
             state=self.state,
             bulkhead=self._bulkheads.get(name),
             recorder=self.recorder,
+            base_dir=self.base_dir,
         )
 
     def _cache_spec(self, name: str) -> CacheSpec | None:
         return cache_spec_for(
-            name, self.integration(name), backend=self._cache_backend, stats=self._stats[name], clock=self.clock
+            name,
+            self.integration(name),
+            backend=self._cache_backend,
+            stats=self._stats[name],
+            clock=self.clock,
+            base_dir=self.base_dir,
         )
 
     def _cache_backend(self) -> tuple[CacheStorage, Keyring]:

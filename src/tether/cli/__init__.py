@@ -11,7 +11,9 @@ from tether.cli.auth import auth
 from tether.cli.call import call
 from tether.cli.check import check
 from tether.cli.demo import demo
+from tether.cli.docs import docs
 from tether.cli.doctor import doctor
+from tether.cli.init import init
 from tether.cli.sandbox import sandbox
 from tether.cli.serve import serve
 from tether.cli.status import status
@@ -55,6 +57,8 @@ app.command()(call)
 app.command()(sandbox)
 app.command()(demo)
 app.command()(doctor)
+app.command()(init)
+app.command()(docs)
 app.command()(serve)
 app.command()(status)
 app.add_typer(alerts, name="alerts")

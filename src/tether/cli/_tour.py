@@ -46,6 +46,9 @@ retry = {{ attempts = 2, backoff = "20ms" }}
 breaker = {{ enabled = false }}
 owner = "payments team"
 notes = "The sandbox plays the payments provider."
+cors_origins = ["http://localhost:3000"]
+[integrations.shop.proxy]
+allow = ["GET /v1/customers"]
 [integrations.shop.webhooks]
 scheme = "stripe"
 secret = "${{SHOP_WEBHOOK_SECRET}}"
@@ -97,8 +100,8 @@ def _until(event: threading.Event, timeout: float, step: Callable[[], object] | 
     return event.is_set()
 
 
-def tour(hub: Hub, *, keep: bool, secret: str) -> None:
-    """Run the tour against ``hub`` (made from :data:`TOUR_CONFIG`)."""
+def tour(hub: Hub, *, keep: bool, secret: str, key: str) -> None:
+    """Run the tour against ``hub`` (made from :data:`TOUR_CONFIG`); ``key`` is the API key the hub sends."""
     from tether.server import create_app
     from tether.server.running import serving
 
@@ -127,6 +130,7 @@ def tour(hub: Hub, *, keep: bool, secret: str) -> None:
             if not _until(alerts.resolved, 30, step=lambda: _traffic(hub, 100)):
                 say("    [yellow]the alert did not resolve within 30 s[/yellow]")
             _webhooks(url, secret, handled)
+            _proxy(url, key)
             _show(url)
             if keep:
                 say("\n[bold]Ctrl-C[/bold] stops the tour; traffic keeps flowing to fill the dashboard.")
@@ -160,6 +164,20 @@ def _webhooks(url: str, secret: str, handled: list[WebhookEvent]) -> None:
         time.sleep(0.1)
     kinds = ", ".join(sorted(f"{event.type} ({event.id[:12]}…)" for event in handled))
     say(f"    handled once each: {esc(kinds) or 'none yet'}")
+
+
+def _proxy(url: str, key: str) -> None:
+    """A browser page's calls through the backend proxy: the API key is added on the server, never seen."""
+    page = {"Origin": "http://localhost:3000"}
+    with httpx2.Client(timeout=10) as client:
+        allowed = client.get(f"{url}/proxy/shop/v1/customers", params={"limit": 2}, headers=page)
+        refused = client.delete(f"{url}/proxy/shop/v1/customers/cus_1", headers=page)
+    leaked = key in allowed.text or any(key in value for value in allowed.headers.values())
+    say(
+        f"    proxy: a page on http://localhost:3000 calls GET /proxy/shop/v1/customers → {allowed.status_code} "
+        f"(CORS {allowed.headers.get('access-control-allow-origin', '-')}; the API key "
+        f"{'LEAKED' if leaked else 'stayed on the server'}); DELETE → {refused.status_code} (not in the allow list)"
+    )
 
 
 def _show(url: str) -> None:

@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-import sqlite3
 import sys
-from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from tether.cli._output import console, esc, print_json, say
+from tether.cli._output import console, esc, fail, local_time, print_json, say, store_errors
 from tether.config.loader import load_config
 from tether.errors import ConfigError
 from tether.hub import Hub
 from tether.observe.incidents import Alerter, Incident
-from tether.observe.notify import RULE_LABELS
+from tether.observe.notify import RULE_LABELS, iso_utc
 from tether.observe.promrules import prometheus_rules
 from tether.observe.redact import redact_text
 
@@ -38,34 +35,9 @@ alerts = typer.Typer(
     no_args_is_help=True,
 )
 
-_UNSET = "tether-export-unset"  # what an unset ${VAR} reads as while exporting; never sent anywhere
-
-
-def _fail(message: str, hint: str | None = None) -> typer.Exit:
-    say(f"[red]✘[/red] {esc(message)}", error=True)
-    if hint:
-        say(f"  hint: {esc(hint)}", error=True)
-    return typer.Exit(1)
-
 
 def _config_path(ctx: typer.Context) -> str | None:
     return ctx.obj.get("config") if ctx.obj else None
-
-
-class _LenientEnv(Mapping[str, str]):
-    """The environment, where every variable is set: exporting rules reads no secret."""
-
-    def __getitem__(self, name: str) -> str:
-        return os.environ.get(name) or _UNSET
-
-    def __contains__(self, name: object) -> bool:
-        return True
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(os.environ)
-
-    def __len__(self) -> int:
-        return len(os.environ)
 
 
 # --- export ---------------------------------------------------------------------------------------------------
@@ -79,11 +51,11 @@ def export(
 ) -> None:
     """Write tether's alert rules, with the thresholds of tether.toml, for another alerting system."""
     if not prometheus:
-        raise _fail("say which format to export: --prometheus")
+        raise fail("say which format to export: --prometheus")
     try:
-        config = load_config(_config_path(ctx), env=_LenientEnv())
+        config = load_config(_config_path(ctx), resolve_secrets=False)  # exporting rules reads no secret
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     rules = prometheus_rules(config)
     if output is None:
         sys.stdout.write(rules)
@@ -91,7 +63,7 @@ def export(
     try:
         output.write_text(rules, encoding="utf-8")
     except OSError as exc:
-        raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
     say(f"[green]✔[/green] wrote {esc(output)}; check it with `promtool check rules {esc(output)}`", error=True)
 
 
@@ -104,29 +76,12 @@ def _alerter(ctx: typer.Context) -> Iterator[Alerter]:
     try:
         hub = Hub.from_config(_config_path(ctx))
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     with hub:
         try:
             yield Alerter(hub.store, [], resolve_after=hub.config.alerts.resolve_after)
-        except _store_errors() as exc:
-            raise _fail(f"the store failed: {exc}", "check `store` in tether.toml and that the store is up") from None
-
-
-def _store_errors() -> tuple[type[BaseException], ...]:
-    psycopg = sys.modules.get("psycopg")  # imported once a PostgreSQL store is opened, never before
-    return (sqlite3.Error, *((psycopg.Error,) if psycopg else ()))
-
-
-def _utc(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _local(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        except store_errors() as exc:
+            raise fail(f"the store failed: {exc}", "check `store` in tether.toml and that the store is up") from None
 
 
 def _lasted(incident: Incident) -> str:
@@ -139,7 +94,7 @@ def _lasted(incident: Incident) -> str:
 def _record(incident: Incident) -> dict[str, Any]:
     record = dataclasses.asdict(incident)
     for key in ("started_at", "resolved_at", "last_seen_at"):
-        record[key] = _utc(record[key])
+        record[key] = iso_utc(record[key])
     return record
 
 
@@ -153,8 +108,8 @@ def _table(title: str, incidents: list[Incident], *, resolved: bool) -> Table:
             str(incident.id),
             esc(incident.integration),
             RULE_LABELS.get(incident.rule, incident.rule),
-            _local(incident.started_at),
-            _local(incident.resolved_at if resolved else incident.last_seen_at),
+            local_time(incident.started_at),
+            local_time(incident.resolved_at if resolved else incident.last_seen_at),
             _lasted(incident),
             esc(redact_text(incident.message)),
         )

@@ -22,7 +22,7 @@ from tether._durations import parse_duration
 from tether.auth.oauth2 import TokenManager
 from tether.auth.tokens import SECRET_KEY_ENV, TokenSet
 from tether.cli._loopback import LoopbackServer, listen, page, pkce_pair, wait
-from tether.cli._output import console, esc, print_json, say
+from tether.cli._output import console, esc, fail, print_json, say
 from tether.config.models import OAuth2AuthConfig
 from tether.errors import AuthError, ConfigError
 from tether.hub import Hub
@@ -39,32 +39,25 @@ auth = typer.Typer(
 # --- shared ---------------------------------------------------------------------------------------------------
 
 
-def _fail(message: str, hint: str | None = None) -> typer.Exit:
-    say(f"[red]✘[/red] {esc(message)}", error=True)
-    if hint:
-        say(f"  hint: {esc(hint)}", error=True)
-    return typer.Exit(1)
-
-
 def _hub(ctx: typer.Context) -> Hub:
     try:
         return Hub.from_config(ctx.obj.get("config") if ctx.obj else None)
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _oauth(hub: Hub, name: str) -> tuple[OAuth2AuthConfig, TokenManager]:
     try:
         config = hub.integration(name).auth
     except KeyError as exc:
-        raise _fail(exc.args[0]) from None
+        raise fail(exc.args[0]) from None
     if not isinstance(config, OAuth2AuthConfig):
         kind = config.type if config is not None else "none"
-        raise _fail(f"integration {name!r} does not use OAuth 2.0 (auth type: {kind}); there is no token to manage")
+        raise fail(f"integration {name!r} does not use OAuth 2.0 (auth type: {kind}); there is no token to manage")
     try:
         return config, hub.token_manager(name)
     except ValueError as exc:  # e.g. a TETHER_SECRET_KEY too short to be a key
-        raise _fail(f"{name}: {exc}") from None
+        raise fail(f"{name}: {exc}") from None
 
 
 def _human(seconds: float) -> str:
@@ -177,7 +170,7 @@ def _obtain(name: str, config: OAuth2AuthConfig, manager: TokenManager) -> None:
         current = manager.stored()
         tokens = manager.token(rejected=current.access_token if current is not None else None)
     except AuthError as exc:
-        raise _fail(str(exc.summary), exc.hint) from None
+        raise fail(str(exc.summary), exc.hint) from None
     say(f"{esc(name)} uses grant {config.grant!r}, which needs no browser; obtained a token with it.")
     _say_logged_in(tokens)
 
@@ -208,7 +201,7 @@ def login(
         try:
             server = listen(config.redirect_uri, port)
         except OSError as exc:
-            raise _fail(
+            raise fail(
                 f"cannot listen on loopback for the redirect: {exc.strerror}",
                 "another program uses that port; pick another with --port (and register it with the provider)",
             ) from None
@@ -222,12 +215,12 @@ def login(
         finally:
             server.server_close()
     if not arrived:
-        raise _fail(
+        raise fail(
             f"no redirect arrived within {_human(seconds)}",
             "finish the login in the browser sooner, or give more time with --timeout",
         )
     if outcome.tokens is None:
-        raise _fail(outcome.error or "the login failed", outcome.hint)
+        raise fail(outcome.error or "the login failed", outcome.hint)
     _say_logged_in(outcome.tokens)
 
 
@@ -338,7 +331,7 @@ def status(
             try:
                 hub.integration(name)
             except KeyError as exc:
-                raise _fail(exc.args[0]) from None
+                raise fail(exc.args[0]) from None
         rows = _rows(hub, [name] if name is not None else sorted(hub.integrations))
     oauth_rows = [row for row in rows if row["type"] == "oauth2"]
     encrypted = all(row["encrypted"] for row in oauth_rows) if oauth_rows else None

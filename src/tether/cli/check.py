@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -10,8 +11,8 @@ from rich.table import Table
 from tether.auth.static import credential_source
 from tether.cli._output import console, esc, print_json, say
 from tether.config.loader import find_config, load_config
-from tether.config.models import IntegrationConfig
-from tether.errors import ConfigError
+from tether.config.models import IntegrationConfig, TetherConfig
+from tether.errors import ConfigError, ConfigProblem
 
 __all__ = ["check"]
 
@@ -29,11 +30,31 @@ def _summary(name: str, integration: IntegrationConfig) -> dict[str, Any]:
     }
 
 
+def _check_documents(config: TetherConfig, path: Path) -> None:
+    """Read each integration's OpenAPI document now, so a missing or broken one is found here and not at the
+    first ``response.json()`` of a call that validates."""
+    from tether.openapi.document import load_document
+
+    problems = []
+    for name, integration in sorted(config.integrations.items()):
+        if integration.openapi is None:
+            continue
+        try:
+            load_document(path.resolve().parent / integration.openapi)
+        except ConfigError as exc:
+            problems += [
+                ConfigProblem(f"integrations.{name}.openapi", f"{exc.file}: {p.message}") for p in exc.problems
+            ]
+    if problems:
+        raise ConfigError(str(path), problems)
+
+
 def check(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Validate tether.toml and print a summary; exit 1 on any problem."""
     path = find_config(ctx.obj.get("config"))
     try:
         config = load_config(path)
+        _check_documents(config, path)
     except ConfigError as exc:
         if json_output:
             problems = [{"path": p.path, "message": p.message} for p in exc.problems]

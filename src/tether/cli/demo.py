@@ -222,10 +222,11 @@ def demo(
             if only and only.lower() not in scenario.title.lower():
                 continue
             say(f"[bold]● {scenario.title}[/bold]  [dim](the API: {scenario.faulted})[/dim]")
-            issued = _token_requests(server.url)
+            oauth = scenario.integration == "sandbox-oauth"
+            issued = _token_requests(server.url) if oauth else 0
             with console.status(scenario.title):
                 lines = _run(hub, scenario)
-            if scenario.integration == "sandbox-oauth":
+            if oauth:
                 renewals = _token_requests(server.url) - issued
                 lines.append(f"    token requests during this scenario: {renewals}")
             for line in lines:
@@ -233,7 +234,7 @@ def demo(
         hub.close()
         if tour and (not only or "tour" in only.lower()):
             with Hub(parse_config(TOUR_CONFIG.format(url=server.url), source="(demo tour config)")) as shop:
-                run_tour(shop, keep=keep, secret=os.environ["SHOP_WEBHOOK_SECRET"])
+                run_tour(shop, keep=keep, secret=os.environ["SHOP_WEBHOOK_SECRET"], key=os.environ["SANDBOX_API_KEY"])
     say(
         "\nNext: [bold]tether demo --only tour --keep[/bold] to watch the dashboard fill; [bold]tether sandbox[/bold] "
         "to keep the sandbox running, then [bold]tether call[/bold] against it."

@@ -9,10 +9,9 @@ from typing import Any, Protocol, TypeVar
 import typer
 
 from tether._durations import parse_duration
-from tether.cli._output import esc, print_json, say
+from tether.cli._output import esc, open_hub, print_json, say
 from tether.config.models import IntegrationConfig
 from tether.doctor import Diagnosis, LogReport, analyse, diagnose
-from tether.errors import ConfigError
 from tether.hub import Hub
 
 __all__ = ["doctor"]
@@ -46,19 +45,8 @@ def doctor(
 
     Each finding says its cause and fix. Exits 1 when a check fails (or, with --from-log, a problem is found).
     """
-    try:
-        hub = Hub.from_config(ctx.obj.get("config") if ctx.obj else None)
-    except ConfigError as exc:
-        say(f"[red]✘[/red] {esc(exc)}", error=True)
-        raise typer.Exit(1) from None
-    with hub:
+    with open_hub(ctx, [name] if name else []) as hub:
         names = [name] if name else sorted(hub.integrations)
-        for each in names:
-            try:
-                hub.integration(each)
-            except KeyError as exc:
-                say(f"[red]✘[/red] {esc(exc.args[0])}", error=True)
-                raise typer.Exit(1) from None
         if from_log:
             healthy = _from_log(hub, names, since, json_output)
         else:
@@ -69,8 +57,7 @@ def doctor(
 
 def _origins(config: IntegrationConfig, extra: list[str]) -> list[str]:
     # The configured browser origins first, then any given with --origin.
-    configured: list[str] = list(config.cors_origins)
-    return list(dict.fromkeys([*configured, *extra]))
+    return list(dict.fromkeys([*config.cors_origins, *extra]))
 
 
 def _live(hub: Hub, names: list[str], origins: list[str], json_output: bool) -> bool:
@@ -106,16 +93,17 @@ def _from_log(hub: Hub, names: list[str], since: str, json_output: bool) -> bool
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
     now = time.time()
+    start = now - seconds
     reports: list[LogReport] = []
     for each in names:
-        stored = hub.call_log.calls(since=now - seconds, integration=each, limit=_LOG_LIMIT)
+        stored = hub.call_log.calls(since=start, integration=each, limit=_LOG_LIMIT)
         config = hub.integration(each)
         rules = config.alerts.over(hub.config.alerts)
         reports.append(
             analyse(
                 each,
                 [call.record for call in stored],
-                since=now - seconds,
+                since=start,
                 until=now,
                 latency_threshold=rules.latency_p95,
                 error_rate=rules.error_rate,

@@ -10,10 +10,8 @@ import typer
 from rich.table import Table
 
 from tether._durations import parse_duration
-from tether.cli._output import console, esc, print_json, say
-from tether.errors import ConfigError
-from tether.hub import Hub
-from tether.observe.health import Health, overview
+from tether.cli._output import console, esc, open_hub, print_json, say
+from tether.observe.health import Health, latency_text, overview
 from tether.observe.incidents import Alerter
 
 __all__ = ["status"]
@@ -33,18 +31,7 @@ def status(
         seconds = parse_duration(window)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--window") from None
-    try:
-        hub = Hub.from_config(ctx.obj.get("config") if ctx.obj else None)
-    except ConfigError as exc:
-        say(f"[red]✘[/red] {esc(exc)}", error=True)
-        raise typer.Exit(1) from None
-    with hub:
-        for name in names or []:
-            try:
-                hub.integration(name)
-            except KeyError as exc:
-                say(f"[red]✘[/red] {esc(exc.args[0])}", error=True)
-                raise typer.Exit(1) from None
+    with open_hub(ctx, names or []) as hub:
         incidents = [asdict(incident) for incident in Alerter(hub.store, [], resolve_after=0).active()]
         result = overview(hub, window=seconds, now=time.time(), alerts=incidents, errors=3, names=names or None)
     if json_output:
@@ -68,8 +55,8 @@ def _print(rows: list[Health], window: str) -> None:
             esc(row.name),
             str(row.requests),
             errors,
-            _ms(row.p50),
-            _ms(row.p95),
+            latency_text(row.p50),
+            latency_text(row.p95),
             "-" if row.usage is None else f"{row.usage:.0%}" + (f" of {row.rate_limit}" if row.rate_limit else ""),
             breaker,
             esc(_token(row.token)),
@@ -87,12 +74,6 @@ def _print(rows: list[Health], window: str) -> None:
                 f"  [dim]{esc(row.name)} {esc(error['method'])} {esc(error['endpoint'])}: {esc(outcome)}[/dim]"
                 + (f" — {esc(error['hint'])}" if error.get("hint") else "")
             )
-
-
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
 def _token(token: dict[str, Any] | None) -> str:

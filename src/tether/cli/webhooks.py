@@ -12,7 +12,6 @@ import base64
 import contextlib
 import dataclasses
 import json
-import sqlite3
 import sys
 import time
 from collections import Counter
@@ -25,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tether._durations import parse_duration
-from tether.cli._output import console, err_console, esc, print_json, say
+from tether.cli._output import console, err_console, esc, fail, local_time, print_json, say, store_errors
 from tether.errors import ConfigError
 from tether.hub import Hub
 from tether.observe.redact import redact_headers, redact_text
@@ -40,7 +39,6 @@ webhooks = typer.Typer(
 )
 
 _CHUNK = 100  # ids per replay statement: small enough that the progress bar moves
-_EVERY = 2**63 - 1  # Inbox.events() always takes a limit; a bulk replay wants every matching event
 _ERROR_WIDTH = 60
 _COLOURS = {"pending": "yellow", "processing": "cyan", "done": "green", "dead": "red"}
 _SINCE_HELP = "Received at or after TIME: ISO-8601 ('2026-11-23T14:05', '2026-11-23'; local time) or ago ('1h', '2d')."
@@ -49,30 +47,18 @@ _INTEGRATION_HELP = "Only the events of this integration."
 # --- shared ---------------------------------------------------------------------------------------------------
 
 
-def _fail(message: str, hint: str | None = None) -> typer.Exit:
-    say(f"[red]✘[/red] {esc(message)}", error=True)
-    if hint:
-        say(f"  hint: {esc(hint)}", error=True)
-    return typer.Exit(1)
-
-
 @contextlib.contextmanager
 def _inbox(ctx: typer.Context) -> Iterator[tuple[Hub, Inbox]]:
     """The hub of the global ``--config`` and its inbox; store failures become a message and exit code 1."""
     try:
         hub = Hub.from_config(ctx.obj.get("config") if ctx.obj else None)
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     with hub:
         try:
             yield hub, hub.inbox
-        except _store_errors() as exc:
-            raise _fail(f"the store failed: {exc}", "check `store` in tether.toml and that the store is up") from None
-
-
-def _store_errors() -> tuple[type[BaseException], ...]:
-    psycopg = sys.modules.get("psycopg")  # imported once a PostgreSQL store is opened, never before
-    return (sqlite3.Error, *((psycopg.Error,) if psycopg else ()))
+        except store_errors() as exc:
+            raise fail(f"the store failed: {exc}", "check `store` in tether.toml and that the store is up") from None
 
 
 def _integration(hub: Hub, name: str | None) -> str | None:
@@ -81,9 +67,9 @@ def _integration(hub: Hub, name: str | None) -> str | None:
     try:
         hub.integration(name)
     except KeyError as exc:
-        raise _fail(exc.args[0]) from None
+        raise fail(exc.args[0]) from None
     if name not in hub.webhook_configs():
-        raise _fail(
+        raise fail(
             f"integration {name!r} has no [integrations.{name}.webhooks] table, so it receives no webhooks",
             f"configured with webhooks: {', '.join(sorted(hub.webhook_configs())) or 'none'}",
         )
@@ -106,12 +92,6 @@ def _since(text: str | None) -> float | None:
                 param_hint="--since",
             ) from None
     return (moment.astimezone() if moment.tzinfo is None else moment).timestamp()
-
-
-def _local(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _utc(timestamp: float | None) -> str | None:
@@ -137,10 +117,10 @@ def _record(event: StoredEvent) -> dict[str, Any]:
 
 def _next(event: StoredEvent) -> str:
     if event.status == "pending":
-        return _local(event.due_at)
+        return local_time(event.due_at)
     if event.status == "processing":
-        return f"lease until {_local(event.due_at)}"
-    return f"done {_local(event.completed_at)}" if event.status == "done" else "-"
+        return f"lease until {local_time(event.due_at)}"
+    return f"done {local_time(event.completed_at)}" if event.status == "done" else "-"
 
 
 def _short(error: str | None) -> str:
@@ -188,7 +168,7 @@ def list_events(
                 _cell(event.event_type or "-"),
                 f"[{_COLOURS[event.status]}]{event.status}[/]",
                 str(event.attempts),
-                _local(event.received_at),
+                local_time(event.received_at),
                 _next(event),
                 esc(_short(event.last_error)),
             )
@@ -230,7 +210,7 @@ def show(
     with _inbox(ctx) as (_, inbox):
         found = inbox.get(id_)
     if found is None:
-        raise _fail(f"no event with id {id_} in the inbox", "`tether webhooks list` shows the ids")
+        raise fail(f"no event with id {id_} in the inbox", "`tether webhooks list` shows the ids")
     event, headers, body = found
     headers = redact_headers(headers)
     if json_output:
@@ -241,7 +221,7 @@ def show(
     rows = [
         ("type", _cell(event.event_type or "-")),
         ("status", f"[{_COLOURS[event.status]}]{event.status}[/], {_plural(event.attempts, 'attempt')}"),
-        ("received", _local(event.received_at)),
+        ("received", local_time(event.received_at)),
         ("next / completed", _next(event)),
         ("last error", _cell(event.last_error or "-")),
     ]
@@ -264,9 +244,9 @@ def _confirm(count: int, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise _fail(f"not replaying {_plural(count)} without confirmation: stdin is not a terminal, pass --yes")
+        raise fail(f"not replaying {_plural(count)} without confirmation: stdin is not a terminal, pass --yes")
     if not typer.confirm(f"Replay {_plural(count)}?", default=False):
-        raise _fail("nothing replayed")
+        raise fail("nothing replayed")
 
 
 def _replay(inbox: Inbox, ids: list[int], integration: str | None) -> list[int]:
@@ -288,7 +268,7 @@ def _by_id(inbox: Inbox, ids: list[int], integration: str | None) -> list[int]:
     for id_ in dict.fromkeys(ids):
         found = inbox.get(id_)
         if found is None:
-            raise _fail(f"no event with id {id_} in the inbox", "nothing was replayed")
+            raise fail(f"no event with id {id_} in the inbox", "nothing was replayed")
         if integration is not None and found[0].integration != integration:
             say(f"[yellow]![/yellow] left alone: event {id_} belongs to {esc(found[0].integration)}")
         else:
@@ -299,7 +279,7 @@ def _by_id(inbox: Inbox, ids: list[int], integration: str | None) -> list[int]:
 def _selected(inbox: Inbox, *, since: float | None, dead: bool, integration: str | None) -> list[int]:
     """The ids a bulk replay takes, oldest first, once the user has seen how many and agreed."""
     status: Status | None = "dead" if dead else None
-    events = inbox.events(status=status, integration=integration, since=since, limit=_EVERY)
+    events = inbox.events(status=status, integration=integration, since=since, limit=None)
     chosen = [event for event in reversed(events) if event.status != "processing"]
     busy = len(events) - len(chosen)
     if chosen:
@@ -325,9 +305,9 @@ def replay(
     Events being processed right now are left alone. A bulk replay says how many events it takes and asks first.
     """
     if not ids and since is None and not dead:
-        raise _fail("say which events to replay: inbox ids, --since TIME or --dead")
+        raise fail("say which events to replay: inbox ids, --since TIME or --dead")
     if ids and (since is not None or dead):
-        raise _fail("give either inbox ids or --since/--dead, not both")
+        raise fail("give either inbox ids or --since/--dead, not both")
     start = _since(since)
     with _inbox(ctx) as (hub, inbox):
         name = _integration(hub, integration)

@@ -261,6 +261,8 @@ class CacheFlow:
         body = _body(stored.stream)
         extensions = self._extensions(upstream, error)
         extensions.update(outcome)
+        if self.spec.validator is not None and outcome.get("tether.fallback") != "static":
+            extensions["tether.validator"] = self.spec.validator  # the API's body, kept: checked as when fresh
         return TetherResponse(
             stored.status_code, headers=headers, content=body, request=self.request, extensions=extensions
         )

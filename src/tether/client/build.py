@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 
@@ -46,6 +46,9 @@ from tether.policies.ratelimit import Rate
 from tether.policies.retry import RetryPolicy
 from tether.state.base import Group, Limits, StateBackend
 from tether.store import CacheStorage
+
+if TYPE_CHECKING:
+    from tether.openapi.validate import ResponseValidator
 
 __all__ = [
     "USER_AGENT",
@@ -110,9 +113,12 @@ def spec_for(
     state: StateBackend,
     bulkhead: Bulkhead | None = None,
     recorder: Recorder | None = None,
+    base_dir: Path | None = None,
 ) -> CallSpec:
-    """The call spec (policies and limits) of integration ``name``."""
+    """The call spec (policies and limits) of integration ``name``; ``base_dir`` is the config's folder, which
+    ``openapi`` is relative to."""
     timeout = config.timeout
+    base_path = (config.base_url.path or "").rstrip("/")
     return CallSpec(
         integration=name,
         policy=RetryPolicy.from_config(config.retry),
@@ -131,13 +137,23 @@ def spec_for(
         state=state,
         rate_limits=limits_for(config),
         routes=routes_for(config),
-        base_path=(config.base_url.path or "").rstrip("/"),
+        base_path=base_path,
         max_wait=config.rate_limit.max_wait if config.rate_limit else None,
         bulkhead=bulkhead,
         recorder=recorder,
         version=config.version,
         version_header=config.version_header,
+        validator=_validator(config, base_dir or Path.cwd(), base_path),
     )
+
+
+def _validator(config: IntegrationConfig, base_dir: Path, base_path: str) -> ResponseValidator | None:
+    if not config.validate_responses or config.openapi is None:
+        return None
+    # Imported here: jsonschema and PyYAML cost import time that integrations without validate never pay.
+    from tether.openapi.validate import response_validator
+
+    return response_validator(base_dir / config.openapi, base_path)
 
 
 def cache_spec_for(
@@ -147,6 +163,7 @@ def cache_spec_for(
     backend: Callable[[], tuple[CacheStorage, Keyring]],
     stats: CacheStats,
     clock: Clock,
+    base_dir: Path | None = None,
 ) -> CacheSpec | None:
     """The cache spec of integration ``name``, or ``None`` when it has neither ``cache`` nor ``fallback``.
 
@@ -157,7 +174,9 @@ def cache_spec_for(
     if policy is None:
         return None
     storage, keyring = backend() if policy.stores else (None, None)
-    return CacheSpec(name, policy, storage, keyring, stats, clock)
+    base_path = (config.base_url.path or "").rstrip("/")
+    validator = _validator(config, base_dir or Path.cwd(), base_path)
+    return CacheSpec(name, policy, storage, keyring, stats, clock, validator=validator)
 
 
 def ssl_context(config: IntegrationConfig, base_dir: Path) -> ssl.SSLContext:

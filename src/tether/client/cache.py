@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 
@@ -35,6 +35,9 @@ from tether.client._cache_keys import Keyring
 from tether.client._cache_rules import CachePolicy
 from tether.policies.clock import Clock, SystemClock
 from tether.store import CacheStorage
+
+if TYPE_CHECKING:
+    from tether.openapi.validate import ResponseValidator
 
 __all__ = ["AsyncCacheTransport", "CachePolicy", "CacheSpec", "CacheStats", "CacheTransport"]
 
@@ -79,6 +82,8 @@ class CacheSpec:
         clock: Monotonic time, for the elapsed time of cached responses.
         wall: Wall-clock time for HTTP dates. Not the hub's clock: ``Date``, ``Expires`` and freshness are
             wall-clock facts, and hishel's state machine reads the system clock for them.
+        validator: ``validate = true``: what ``json()`` of a cached or stale response checks the body with
+            (a static fallback is the team's own text, not the API's, and is not checked).
     """
 
     integration: str
@@ -88,6 +93,7 @@ class CacheSpec:
     stats: CacheStats = field(default_factory=CacheStats)
     clock: Clock = field(default_factory=SystemClock)
     wall: Callable[[], float] = time.time
+    validator: ResponseValidator | None = None
 
 
 class CacheTransport(httpx2.BaseTransport):

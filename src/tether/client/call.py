@@ -7,8 +7,10 @@ The state backend's answers (rate limit, pause, breaker) pass through it the sam
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+import weakref
 from dataclasses import replace
 from typing import Any
 
@@ -220,24 +222,26 @@ class Call:
         """The final response, or raise its typed error when it is an error status and errors are raised."""
         # A class swap, not a copy: the response keeps its stream and costs nothing extra on the hot path.
         response.__class__ = TetherResponse
+        assert isinstance(response, TetherResponse)
         extensions = response.extensions
         extensions["tether.integration"] = self.spec.integration
         extensions["tether.attempts"] = tuple(self.state.attempts)
         extensions["tether.elapsed"] = self.state.elapsed()
         extensions["tether.waited"] = sum(attempt.wait for attempt in self.state.attempts)
+        if self.spec.validator is not None:  # validate = true: response.json() checks the body with it
+            extensions["tether.validator"] = self.spec.validator
         failed = response.status_code >= 400
         self._log_call(response.status_code, None, failed=failed)
-        if failed:
-            error = error_for_response(self.spec.info, self.request, response, self.state)
-            replay = response.status_code == 401 and self.request.extensions.get(AUTH_REPLAYS_401, False)
-            if not replay:  # a 401 the auth flow renews and replays: the replay makes the call's record
-                self._record(response, error)
-            if self.request.extensions.get("tether.raise_for_status", self.spec.raise_for_status) and not replay:
-                raise error
-            extensions["tether.error"] = error
-        else:
+        if not failed:
             self._record(response, None)
-        assert isinstance(response, TetherResponse)
+            return response
+        error = error_for_response(self.spec.info, self.request, response, self.state)
+        # A 401 the auth flow renews and replays goes back to it: the replay makes the call's record, and raises.
+        if not (response.status_code == 401 and self.request.extensions.get(AUTH_REPLAYS_401, False)):
+            self._record(response, error)
+            if self.request.extensions.get("tether.raise_for_status", self.spec.raise_for_status):
+                raise error
+        extensions["tether.error"] = error
         return response
 
     def failure(self, exc: BaseException) -> errors.CallError:
@@ -331,6 +335,10 @@ def _tokens_in(response: httpx2.Response) -> float:
         return 0.0
 
 
+# Each pooled connection's peer address, forgotten with the connection.
+_STREAM_PEERS: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+
+
 def _peer(response: httpx2.Response | None) -> str | None:
     if response is None:
         return None
@@ -339,11 +347,20 @@ def _peer(response: httpx2.Response | None) -> str | None:
         # The aiohttp transport reports "ip:port" ("[v6]:port"); records and logs keep the address alone.
         host = str(peer).rpartition(":")[0]
         return host.strip("[]") or str(peer)
-    if peer is None:
-        stream = response.extensions.get("network_stream")
-        try:
-            address = stream.get_extra_info("server_addr") if stream is not None else None
-        except OSError:  # the server closed the connection once the body was read
-            address = None
-        peer = address[0] if address else None
-    return str(peer) if peer else None
+    stream = response.extensions.get("network_stream")
+    if stream is None:
+        return None
+    # Asked once per connection: get_extra_info("server_addr") is a getpeername() system call, and a
+    # pooled connection serves many responses from the same address.
+    try:
+        return _STREAM_PEERS[stream]
+    except (KeyError, TypeError):
+        pass
+    try:
+        address = stream.get_extra_info("server_addr")
+    except OSError:  # the server closed the connection once the body was read
+        return None
+    peer = str(address[0]) if address else None
+    with contextlib.suppress(TypeError):  # a stream that cannot be weakly referenced is asked every time
+        _STREAM_PEERS[stream] = peer
+    return peer

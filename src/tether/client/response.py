@@ -23,7 +23,8 @@ class TetherResponse(httpx2.Response):
     ``json()`` raises :class:`~tether.errors.NotJSONError`, :class:`~tether.errors.TruncatedJSONError` or
     :class:`~tether.errors.UnexpectedContentTypeError` (all ``ValueError`` and ``httpx2.DecodingError``)
     instead of a bare ``JSONDecodeError``. A body that parses is returned even if its Content-Type is off,
-    since some APIs send JSON as ``text/plain``.
+    since some APIs send JSON as ``text/plain``. When the integration has ``validate = true``, the parsed body
+    is checked against its OpenAPI document and a mismatch raises :class:`~tether.errors.SchemaMismatchError`.
 
     What tether did is in ``response.extensions``: ``tether.integration``, ``tether.attempts`` (the
     :class:`~tether.errors.Attempt` list), ``tether.elapsed`` and ``tether.waited``.
@@ -39,9 +40,13 @@ class TetherResponse(httpx2.Response):
 
     def json(self, **kwargs: Any) -> Any:
         try:
-            return super().json(**kwargs)
+            body = super().json(**kwargs)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise self._format_error(exc) from exc
+        validator = self.extensions.get("tether.validator")
+        if validator is not None:
+            validator.check(self, body)
+        return body
 
     def _format_error(self, exc: ValueError) -> errors.ResponseFormatError:
         content_type = self.headers.get("content-type", "")

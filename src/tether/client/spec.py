@@ -23,6 +23,7 @@ from tether.state.memory import MemoryState
 
 if TYPE_CHECKING:
     from tether.observe.recorder import Recorder
+    from tether.openapi.validate import ResponseValidator
 
 __all__ = ["CallSpec", "Route"]
 
@@ -53,6 +54,7 @@ class CallSpec:
         recorder: Where each call's record goes (``None``: calls are not recorded).
         version: The configured API version, recorded when the response does not say its own.
         version_header: The response header that carries the API's version, lower-case.
+        validator: Checks JSON bodies against the OpenAPI document (``validate = true``), else ``None``.
     """
 
     integration: str
@@ -73,6 +75,7 @@ class CallSpec:
     recorder: Recorder | None = None
     version: str | None = None
     version_header: str | None = None
+    validator: ResponseValidator | None = None
 
     def __post_init__(self) -> None:
         self.info = CallInfo(

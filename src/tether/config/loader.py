@@ -37,8 +37,13 @@ def find_config(path: str | os.PathLike[str] | None = None) -> Path:
     return Path.cwd() / DEFAULT_NAME
 
 
-def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> TetherConfig:
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None, resolve_secrets: bool = True
+) -> TetherConfig:
     """Read and validate the config file, resolving secret references.
+
+    With ``resolve_secrets=False`` references are checked for form but not read: each secret's ``value`` is
+    empty. For commands that describe the config without calling an API.
 
     Raises:
         ConfigError: the file is missing, is not TOML, or does not match the schema.
@@ -51,7 +56,9 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
         raise ConfigError(str(file), [ConfigProblem("", f"file not found; {hint}")]) from None
     except OSError as exc:
         raise ConfigError(str(file), [ConfigProblem("", f"cannot read: {exc.strerror}")]) from None
-    return parse_config(text, source=str(file), base_dir=file.resolve().parent, env=env)
+    return parse_config(
+        text, source=str(file), base_dir=file.resolve().parent, env=env, resolve_secrets=resolve_secrets
+    )
 
 
 def parse_config(
@@ -60,13 +67,18 @@ def parse_config(
     source: str = DEFAULT_NAME,
     base_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
+    resolve_secrets: bool = True,
 ) -> TetherConfig:
     """Validate TOML text; see :func:`load_config`."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [ConfigProblem("", f"not valid TOML: {exc}")]) from None
-    context = {"env": os.environ if env is None else env, "base_dir": base_dir or Path.cwd()}
+    context = {
+        "env": os.environ if env is None else env,
+        "base_dir": base_dir or Path.cwd(),
+        "resolve_secrets": resolve_secrets,
+    }
     try:
         return TetherConfig.model_validate(data, context=context)
     except ValidationError as exc:

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import (
     AnyHttpUrl,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,6 +29,7 @@ from tether.config.auth import (
 )
 from tether.config.caching import CacheConfig, FallbackConfig, StaticResponse, endpoint_patterns
 from tether.config.monitoring import AlertsConfig, IntegrationAlerts, MonitoringConfig
+from tether.config.secrets import expand_url
 from tether.config.webhooks import ForwardConfig, HmacOptions, WebhookConfig
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "JwtClaimsConfig",
     "MonitoringConfig",
     "OAuth2AuthConfig",
+    "ProxyConfig",
     "RateLimitConfig",
     "RetryConfig",
     "StaticResponse",
@@ -220,11 +223,34 @@ class HealthCheck(_Model):
         return value
 
 
+class ProxyConfig(_Model):
+    """What browsers may ask of this API through ``tether serve``'s backend proxy (``/proxy/NAME/PATH``).
+
+    ``allow`` lists endpoint patterns in the ``endpoints`` syntax (``"GET /v1/models"``, ``"POST /v1/chat/*"``,
+    ``"GET /v1/files/{id}"``); a pattern without a method allows GET only. Anything else answers 403. The
+    proxy injects this integration's credentials on the server, so the browser holds only the proxy token
+    (``TETHER_PROXY_TOKEN``), never the API key.
+    """
+
+    allow: list[str] = Field(min_length=1)
+    enabled: bool = True
+
+    @field_validator("allow")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        endpoint_patterns(dict.fromkeys(value))
+        return value
+
+
 class IntegrationConfig(_Model):
     """One third-party API.
 
     ``ca_bundle`` is a PEM file of extra CAs to trust for this API (a corporate proxy, a private CA); the
     system store is used otherwise. Relative paths are resolved against the config file's folder.
+
+    ``openapi`` is the API's OpenAPI 3.x document (YAML or JSON, relative to the config file's folder);
+    ``validate = true`` then checks each JSON response against the document's schema for that operation and
+    status, and ``response.json()`` raises :class:`~tether.errors.SchemaMismatchError` at the first mismatch.
 
     ``tokens_per_minute`` is an AI API's token budget: each response's ``usage`` is debited from it, and
     ``x-ratelimit-remaining-tokens`` corrects it when the API counts more. ``endpoints`` gives groups of
@@ -239,6 +265,7 @@ class IntegrationConfig(_Model):
     version: str | None = None
     version_header: str | None = None
     idempotency_header: str | None = None
+    purpose: str | None = None
     owner: str | None = None
     docs_url: AnyHttpUrl | None = None
     notes: str | None = None
@@ -254,6 +281,9 @@ class IntegrationConfig(_Model):
     webhooks: WebhookConfig | None = None
     alerts: IntegrationAlerts = IntegrationAlerts()
     cors_origins: list[str] = Field(default_factory=list)
+    proxy: ProxyConfig | None = None
+    openapi: str | None = None
+    validate_responses: bool = Field(False, alias="validate")
 
     @field_validator("cors_origins")
     @classmethod
@@ -267,6 +297,15 @@ class IntegrationConfig(_Model):
     @classmethod
     def _endpoint_keys(cls, value: dict[str, EndpointConfig]) -> dict[str, EndpointConfig]:
         return endpoint_patterns(value)
+
+    @model_validator(mode="after")
+    def _validate_needs_openapi(self) -> IntegrationConfig:
+        if self.validate_responses and self.openapi is None:
+            raise ValueError(
+                "'validate' is true but 'openapi' is not set; name the API's OpenAPI document "
+                '(e.g. openapi = "openapi/stripe.yaml")'
+            )
+        return self
 
     @model_validator(mode="after")
     def _version_needs_header(self) -> IntegrationConfig:
@@ -292,6 +331,9 @@ class TetherConfig(_Model):
     (``"sqlite:////var/lib/app/tether.db"``), created only when something needs it; or a ``postgresql://``
     URL, shared by every process on every machine.
 
+    ``state``, ``store`` and ``cache_store`` may hold ``${ENV}`` references, for a password
+    (``"postgresql://app:${PGPASSWORD}@db/app"``) or the whole URL (``"${DATABASE_URL}"``).
+
     ``cache_store`` puts the HTTP cache somewhere other than ``store``: a ``redis://`` URL, a ``postgresql://``
     URL or ``"sqlite:///PATH"``. Unset (the default), the cache lives in ``store``.
     """
@@ -305,14 +347,16 @@ class TetherConfig(_Model):
 
     @field_validator("state")
     @classmethod
-    def _state(cls, value: str) -> str:
+    def _state(cls, value: str, info: ValidationInfo) -> str:
+        value = expand_url(value, info)
         if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError('expected "memory" or a redis:// URL')
         return value
 
     @field_validator("store")
     @classmethod
-    def _store(cls, value: str) -> str:
+    def _store(cls, value: str, info: ValidationInfo) -> str:
+        value = expand_url(value, info)
         if value.startswith(("postgresql://", "postgres://")):
             return value
         if not value.startswith("sqlite:///") or value == "sqlite:///":
@@ -323,7 +367,8 @@ class TetherConfig(_Model):
 
     @field_validator("cache_store")
     @classmethod
-    def _cache_store(cls, value: str | None) -> str | None:
+    def _cache_store(cls, value: str | None, info: ValidationInfo) -> str | None:
+        value = None if value is None else expand_url(value, info)
         if value is None or value.startswith(("redis://", "rediss://", "unix://", "postgresql://", "postgres://")):
             return value
         if not value.startswith("sqlite:///") or value == "sqlite:///":

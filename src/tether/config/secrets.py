@@ -4,25 +4,33 @@ A secret is written as ``"${ENV_VAR}"`` or ``"file:PATH"`` (relative paths are r
 file's folder). Resolution happens while the config is validated, so an unset variable or a missing file is a
 config error with its key path, not a 401 at 3 AM. The resolved value lives in a :class:`Secret` whose
 ``repr``/``str`` never show it; every resolved value is also registered with the redactor so it is masked in
-logs, errors and CLI output.
+logs, errors and CLI output. Commands that only describe the config (``tether docs``) load it with
+``resolve_secrets=False``: references are checked for form and kept, values are not read.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from pydantic import PlainSerializer, PlainValidator, ValidationInfo
 
 from tether.observe.redact import register_secret
 
-__all__ = ["Secret", "SecretField", "TextOrSecretField", "is_reference"]
+__all__ = ["Secret", "SecretField", "TextOrSecretField", "expand_references", "expand_url", "is_reference"]
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _FILE_PREFIX = "file:"
+_ENV_IN_TEXT = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_LITERAL = (
+    'a literal secret is not allowed in tether.toml; put it in an environment variable and write "${NAME}" '
+    '(or keep it in a file and write "file:PATH")'
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,10 @@ def _resolve(value: Any, info: ValidationInfo) -> Secret:
     if not isinstance(value, str):
         raise ValueError('expected a secret reference such as "${API_KEY}" or "file:PATH"')
     context = info.context or {}
+    if not context.get("resolve_secrets", True):
+        if not is_reference(value):
+            raise ValueError(_LITERAL)
+        return Secret(value, "")  # only where it is kept is wanted (tether docs): never read, never used
     env: dict[str, str] = context.get("env", os.environ)
     match = _ENV_REF.match(value)
     if match:
@@ -82,10 +94,40 @@ def _resolve(value: Any, info: ValidationInfo) -> Secret:
         if not text:
             raise ValueError(f"secret file {path} is empty")
         return _registered(Secret(value, text))
-    raise ValueError(
-        'a literal secret is not allowed in tether.toml; put it in an environment variable and write "${NAME}" '
-        '(or keep it in a file and write "file:PATH")'
-    )
+    raise ValueError(_LITERAL)
+
+
+def expand_url(value: str, info: ValidationInfo) -> str:
+    """A store or state URL with its ``${ENV}`` references replaced by their values (see
+    :func:`expand_references`); as written when the config is loaded with ``resolve_secrets=False``."""
+    context = info.context or {}
+    if not context.get("resolve_secrets", True):
+        return value
+    return expand_references(value, context.get("env", os.environ))
+
+
+def expand_references(value: str, env: Mapping[str, str]) -> str:
+    """``value`` (a URL) with its ``${ENV}`` references replaced by their values from ``env``.
+
+    ``"${DATABASE_URL}"`` alone is replaced as it is; a reference inside a URL
+    (``"postgresql://app:${PGPASSWORD}@db/app"``) is percent-encoded, so a password with ``@`` or ``/`` stays a
+    password. Every value is registered with the redactor: a URL's password must not reach a log.
+
+    Raises:
+        ValueError: a referenced variable is not set (or empty).
+    """
+    if "${" not in value:
+        return value
+    whole = _ENV_IN_TEXT.fullmatch(value) is not None
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not env.get(name):
+            raise ValueError(f"environment variable {name} is {'empty' if name in env else 'not set'}; export it")
+        register_secret(env[name])
+        return env[name] if whole else quote(env[name], safe="")
+
+    return _ENV_IN_TEXT.sub(substitute, value)
 
 
 def _registered(secret: Secret) -> Secret:

@@ -12,7 +12,6 @@ from tether.config.secrets import Secret, SecretField
 
 __all__ = ["ForwardConfig", "HmacOptions", "WebhookConfig", "parse_size"]
 
-SCHEMES = ("stripe", "github", "shopify", "slack", "standard", "svix", "hmac")
 Scheme = Literal["stripe", "github", "shopify", "slack", "standard", "svix", "hmac"]
 DEFAULT_MAX_BODY = 1024 * 1024
 

@@ -8,6 +8,7 @@ value of a secret is read or returned: a credential appears as where it comes fr
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -16,15 +17,29 @@ from typing import TYPE_CHECKING, Any
 from tether.config.auth import OAuth2AuthConfig
 from tether.config.models import RateLimitConfig
 from tether.observe.log import logger
+from tether.observe.records import CallRecord
 from tether.observe.summary import Minute
 
 if TYPE_CHECKING:
     from tether.hub import Hub
 
-__all__ = ["Health", "Overview", "overview", "recent_usage"]
+__all__ = [
+    "MAX_POINTS",
+    "RECENT",
+    "Health",
+    "Overview",
+    "breaker_open",
+    "chart_step",
+    "latency_text",
+    "overview",
+    "recent_usage",
+]
 
-# A breaker counts as open while it refused a call this recently.
-_OPEN_WITHIN = 60.0
+# The minutes read for what is true now (rate-limit usage, the breaker): this one and the one before.
+RECENT = 120.0
+# Charts get at most this many points; a step is the smallest of these (minutes) that keeps within it.
+MAX_POINTS = 360
+_STEPS = (1, 2, 5, 10, 15, 60, 120, 180, 360, 720, 1440)
 
 
 @dataclass
@@ -44,8 +59,9 @@ class Health:
         inbox: Webhook events by status, for an integration that receives webhooks.
         alerts: The integration's open incidents.
         errors: Its last failed calls, newest first, each with the hint.
-        series: Per minute over the window: ``t`` (minute start, Unix seconds), ``requests``,
-            ``error_rate``, ``p50`` and ``p95``.
+        series: Per chart step over the window (a minute up to 6 hours, coarser beyond, see
+            :func:`chart_step`): ``t`` (the step's start, Unix seconds), ``requests``, ``error_rate``,
+            ``p50`` and ``p95``.
     """
 
     name: str
@@ -103,7 +119,10 @@ def overview(
     """
     now = time.time() if now is None else now
     log = hub.call_log
-    history = log.minutes(now - window, now)
+    step = chart_step(window)
+    history = log.series(now - window, now, step)
+    totals = log.totals(now - window, now)
+    recent = log.minutes(now - RECENT, now)
     chosen = list(names) if names is not None else sorted(hub.integrations)
     counts = _inbox_counts(hub, chosen)
     by_integration: dict[str, list[dict[str, Any]]] = {}
@@ -112,10 +131,8 @@ def overview(
     result = []
     for name in chosen:
         config = hub.integration(name)
-        minutes = history.get(name, [])
-        total = Minute()
-        for minute in minutes:
-            total.merge(minute)
+        total = totals.get(name) or Minute()
+        latest = recent.get(name, [])
         health = Health(
             name=name,
             base_url=str(config.base_url),
@@ -125,10 +142,10 @@ def overview(
             error_rate=total.error_rate,
             p50=total.quantile(0.5),
             p95=total.quantile(0.95),
-            usage=recent_usage(config.rate_limit, minutes, now),
+            usage=recent_usage(config.rate_limit, latest, now),
             rate_limit=_rate(config.rate_limit),
             tokens=total.tokens,
-            breaker=_breaker(config.breaker.enabled, minutes, now),
+            breaker=_breaker(config.breaker.enabled, latest, now),
             token=_token(hub, name, now),
             inbox=counts.get(name) if config.webhooks is not None else None,
             version=total.version or config.version,
@@ -136,10 +153,17 @@ def overview(
             sunset=total.sunset,
             alerts=by_integration.get(name, []),
             errors=[_error(stored.record) for stored in log.failures(name, limit=errors)] if errors else [],
-            series=_series(minutes, now, window),
+            series=_series(history.get(name, []), now, window, step),
         )
         result.append(health)
     return Overview(generated_at=now, window=window, integrations=result)
+
+
+def chart_step(window: float) -> int:
+    """Minutes per chart point for a window of ``window`` seconds: one minute up to 6 hours, then coarser
+    so a chart never has more than :data:`MAX_POINTS` points (from 4 days on, whole hours)."""
+    minutes = math.ceil(window / 60)
+    return next((step for step in _STEPS if minutes <= step * MAX_POINTS), _STEPS[-1])
 
 
 def recent_usage(rate_limit: RateLimitConfig | None, minutes: list[Minute], now: float) -> float | None:
@@ -158,7 +182,20 @@ def recent_usage(rate_limit: RateLimitConfig | None, minutes: list[Minute], now:
     return usage
 
 
-def _rate(rate_limit: Any) -> str | None:
+def breaker_open(minutes: list[Minute], now: float) -> bool:
+    """Whether the breaker refused a call in this minute or the one before (``minutes`` as of :data:`RECENT`)."""
+    current = int(now // 60)
+    return any(minute.rejected for minute in minutes if minute.minute >= current - 1)
+
+
+def latency_text(seconds: float | None) -> str:
+    """A latency as people read it: ``"250 ms"``, ``"3.10 s"``, ``"-"`` without one."""
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _rate(rate_limit: RateLimitConfig | None) -> str | None:
     if rate_limit is None:
         return None
     per = rate_limit.per
@@ -169,9 +206,7 @@ def _rate(rate_limit: Any) -> str | None:
 def _breaker(enabled: bool, minutes: list[Minute], now: float) -> str:
     if not enabled:
         return "off"
-    current = int(now // 60)
-    refused = [m for m in minutes if m.rejected and m.minute >= int((now - _OPEN_WITHIN) // 60)]
-    return "open" if refused and refused[-1].minute >= current - 1 else "closed"
+    return "open" if breaker_open(minutes, now) else "closed"
 
 
 def _token(hub: Hub, name: str, now: float) -> dict[str, Any] | None:
@@ -204,7 +239,7 @@ def _inbox_counts(hub: Hub, names: list[str]) -> dict[str, dict[str, int]]:
         return {}
 
 
-def _error(record: Any) -> dict[str, Any]:
+def _error(record: CallRecord) -> dict[str, Any]:
     return {
         "at": record.at,
         "method": record.method,
@@ -218,13 +253,15 @@ def _error(record: Any) -> dict[str, Any]:
     }
 
 
-def _series(minutes: list[Minute], now: float, window: float) -> dict[str, list[Any]]:
-    by_minute = {minute.minute: minute for minute in minutes}
-    last = int(now // 60)
-    first = last - max(1, int(window // 60)) + 1
+def _series(slots: list[Minute], now: float, window: float, step: int) -> dict[str, list[Any]]:
+    by_slot = {slot.minute: slot for slot in slots}
+    last = int(now // 60) // step * step
+    first = int((now - window) // 60) // step * step
+    if step == 1:  # a window of whole minutes: the current one and the ones before it
+        first = last - max(1, int(window // 60)) + 1
     series: dict[str, list[Any]] = {"t": [], "requests": [], "error_rate": [], "p50": [], "p95": []}
-    for index in range(first, last + 1):
-        minute = by_minute.get(index)
+    for index in range(first, last + 1, step):
+        minute = by_slot.get(index)
         series["t"].append(index * 60)
         series["requests"].append(minute.calls if minute else 0)
         series["error_rate"].append(round(minute.error_rate, 4) if minute and minute.calls else None)

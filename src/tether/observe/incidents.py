@@ -24,19 +24,7 @@ from tether.config.monitoring import AlertsConfig
 from tether.observe.notify import Notification, Notify, deliver, notifier_for
 from tether.store import SqlConnection, Store
 
-__all__ = ["RULES", "Alerter", "Condition", "Incident"]
-
-RULES = (
-    "error_rate",
-    "latency_p95",
-    "rate_limit_usage",
-    "auth_failures",
-    "circuit_open",
-    "deprecation",
-    "tls_expiry",
-    "token_budget",
-)
-"""Every rule tether evaluates, in the order they are shown."""
+__all__ = ["Alerter", "Condition", "Incident"]
 
 Measure = float | str | None
 
@@ -47,7 +35,7 @@ class Condition:
 
     Attributes:
         integration: The integration's name in ``tether.toml``.
-        rule: One of :data:`RULES`.
+        rule: The rule's name, a field of :class:`~tether.config.monitoring.AlertRules` (``"error_rate"``…).
         firing: Whether the rule's threshold is crossed now.
         value: What was measured (a ratio, seconds, a count, a date), when there is a value.
         threshold: The threshold it was compared with.

@@ -97,30 +97,53 @@ class CallMetrics(Collector):
             registry.register(self)
 
     def observe(self, records: Sequence[CallRecord]) -> None:
-        """Count ``records`` (called with each batch)."""
+        """Count ``records`` (called with each batch).
+
+        Grouped by label set first, so each metric child is looked up (and the lock taken) once per batch, not
+        once per record: this runs in the recorder's thread, which shares the GIL with the application.
+        """
         counts: collections.Counter[tuple[str, str, str, str, str]] = collections.Counter()
+        latencies: dict[tuple[str, str, str], list[float]] = {}
         per_integration: dict[str, list[int]] = {}
+        usage: dict[str, float] = {}
+        refused: dict[str, float] = {}
+        deprecated: dict[str, float | None] = {}
         for record in records:
+            integration = record.integration
             code = str(record.status) if record.status is not None else "none"
-            counts[
-                (record.integration, record.method, record.endpoint, code, "true" if record.failed else "false")
-            ] += 1
-            self.duration.labels(record.integration, record.method, record.endpoint).observe(record.latency)
-            sums = per_integration.setdefault(record.integration, [0, 0, 0])
+            counts[(integration, record.method, record.endpoint, code, "true" if record.failed else "false")] += 1
+            key = (integration, record.method, record.endpoint)
+            found = latencies.get(key)
+            if found is None:
+                latencies[key] = [record.latency]
+            else:
+                found.append(record.latency)
+            sums = per_integration.get(integration)
+            if sums is None:
+                sums = per_integration[integration] = [0, 0, 0]
             sums[0] += record.attempts
             sums[1] += record.tokens or 0
             sums[2] += record.bytes_received
-            with self._lock:
-                self._seen.add(record.integration)
-                usage = record.usage
-                if usage is not None:
-                    self._usage[record.integration] = usage
-                if record.outcome == "circuit open":
-                    self._refused_at[record.integration] = max(record.at, self._refused_at.get(record.integration, 0))
-                if record.deprecation or record.sunset:
-                    self._deprecated[record.integration] = _sunset_timestamp(record.sunset)
+            if record.limit is not None:
+                ratio = record.usage
+                if ratio is not None:
+                    usage[integration] = ratio  # the latest in the batch, as the records come in order
+            if record.outcome == "circuit open":
+                refused[integration] = max(record.at, refused.get(integration, 0.0))
+            if record.deprecation or record.sunset:
+                deprecated[integration] = _sunset_timestamp(record.sunset)
+        with self._lock:
+            self._seen.update(per_integration)
+            self._usage.update(usage)
+            for integration, at in refused.items():
+                self._refused_at[integration] = max(at, self._refused_at.get(integration, 0))
+            self._deprecated.update(deprecated)
         for labels, count in counts.items():
             self.requests.labels(*labels).inc(count)
+        for key, values in latencies.items():
+            child = self.duration.labels(*key)
+            for value in values:
+                child.observe(value)
         for integration, (attempts, tokens, received) in per_integration.items():
             self.attempts.labels(integration).inc(attempts)
             if tokens:

@@ -42,6 +42,7 @@ __all__ = [
     "SlackNotify",
     "WebhookNotify",
     "deliver",
+    "iso_utc",
     "notifier_for",
     "payload",
 ]
@@ -185,8 +186,8 @@ def payload(notification: Notification) -> dict[str, Any]:
         "message": notification.message,
         "value": notification.value,
         "threshold": notification.threshold,
-        "started_at": _iso(notification.started_at),
-        "resolved_at": _iso(notification.resolved_at),
+        "started_at": iso_utc(notification.started_at),
+        "resolved_at": iso_utc(notification.resolved_at),
     }
 
 
@@ -343,7 +344,8 @@ def _scrub(text: str, secret: str | None) -> str:
     return redact_text(text)
 
 
-def _iso(timestamp: float | None) -> str | None:
+def iso_utc(timestamp: float | None) -> str | None:
+    """``timestamp`` (Unix seconds) as ISO-8601 UTC to the second, ``2026-01-02T03:04:05Z``."""
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tether.config.models import TetherConfig
-from tether.config.monitoring import AlertRules
+from tether.config.monitoring import AlertRules, IntegrationAlerts
 
 __all__ = ["prometheus_rules"]
 
@@ -163,9 +163,9 @@ def prometheus_rules(config: TetherConfig) -> str:
         A rule file for Prometheus' ``rule_files`` (check it with ``promtool check rules``).
     """
     alerts = config.alerts
-    defaults = AlertRules(**alerts.model_dump(include=set(AlertRules.model_fields)))
+    defaults = IntegrationAlerts().over(alerts)  # less the rules [alerts] disable
     effective = {
-        name: integration.alerts.over(defaults)
+        name: integration.alerts.over(alerts)
         for name, integration in sorted(config.integrations.items())
         if integration.alerts.enabled
     }

@@ -90,7 +90,7 @@ class Recorder:
             except IndexError:  # drained by the flush thread meanwhile
                 pass
         pending.append(record)
-        if self._thread is None and not self._closed:
+        if self._thread is None:  # _start checks _closed again under its lock
             self._start()
         for hook in self._hooks:
             try:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from tether._durations import format_duration
 from tether.config.monitoring import AlertRules
-from tether.observe.health import recent_usage
+from tether.observe.health import RECENT, breaker_open, latency_text, recent_usage
 from tether.observe.incidents import Condition
 from tether.observe.summary import Minute
 
@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["conditions", "rules_for"]
 
+# The token budget is per day, and Deprecation and Sunset headers are looked for this far back: an API that
+# says it once a day still counts.
 _DAY = 86400.0
-# Deprecation and Sunset headers are looked for this far back: an API that says it once a day still counts.
-_DEPRECATION_LOOKBACK = _DAY
 
 
 def rules_for(hub: Hub, name: str) -> AlertRules | None:
@@ -44,25 +44,31 @@ def conditions(
     chosen = {name: rules for name in sorted(hub.integrations) if (rules := rules_for(hub, name)) is not None}
     if not chosen:
         return []
-    lookback = max([_DAY, _DEPRECATION_LOOKBACK, *(rules.window for rules in chosen.values())])
-    history = hub.call_log.minutes(now - lookback, now)
+    log = hub.call_log
+    # Whole hours of a long lookback are read from the hourly summaries: a day costs ~24 rows, not 1,440.
+    windows = {span: log.totals(now - span, now) for span in {rules.window for rules in chosen.values()}}
+    day = log.totals(now - _DAY, now)
+    recent = log.minutes(now - RECENT, now)
     result: list[Condition] = []
     for name, rules in chosen.items():
-        minutes = history.get(name, [])
-        window = _total(minutes, now - rules.window)
-        result += _measure(hub, name, rules, minutes, window, now, tls.get(name))
+        window = windows[rules.window].get(name) or Minute()
+        measured = _Measured(recent.get(name, []), window, day.get(name) or Minute())
+        result += _measure(hub, name, rules, measured, now, tls.get(name))
     return result
 
 
+class _Measured(NamedTuple):
+    """What the rules of one integration read: the last minutes, the rule window, the last day."""
+
+    recent: list[Minute]
+    window: Minute
+    day: Minute
+
+
 def _measure(
-    hub: Hub,
-    name: str,
-    rules: AlertRules,
-    minutes: list[Minute],
-    window: Minute,
-    now: float,
-    certificate: CertificateInfo | None,
+    hub: Hub, name: str, rules: AlertRules, measured: _Measured, now: float, certificate: CertificateInfo | None
 ) -> list[Condition]:
+    minutes, window = measured.recent, measured.window
     span = format_duration(rules.window)
     found: list[Condition] = []
 
@@ -89,8 +95,8 @@ def _measure(
             enough and slow > 0.05,
             None if p95 is None else round(p95, 3),
             rules.latency_p95,
-            f"p95 latency {_seconds(p95)} over {span} ({slow:.1%} of {window.calls} calls slower than "
-            f"{_seconds(rules.latency_p95)})",
+            f"p95 latency {latency_text(p95)} over {span} ({slow:.1%} of {window.calls} calls slower than "
+            f"{latency_text(rules.latency_p95)})",
         )
     if rules.rate_limit_usage is not None:
         usage = recent_usage(hub.integration(name).rate_limit, minutes, now)
@@ -114,8 +120,7 @@ def _measure(
             "check the credential and its permissions",
         )
     if rules.circuit_open:
-        current = int(now // 60)
-        refusing = any(m.rejected for m in minutes if m.minute >= current - 1)
+        refusing = breaker_open(minutes, now)
         add(
             "circuit_open",
             refusing,
@@ -126,7 +131,7 @@ def _measure(
             else "the circuit breaker is closed",
         )
     if rules.deprecation:
-        seen = _total(minutes, now - _DEPRECATION_LOOKBACK)
+        seen = measured.day
         flagged = seen.deprecation or seen.sunset
         add(
             "deprecation",
@@ -140,7 +145,7 @@ def _measure(
             if flagged
             else "no Deprecation or Sunset header in the last day",
         )
-    if rules.tls_expiry is not None and certificate is not None and certificate.not_after is not None:
+    if rules.tls_expiry is not None and certificate is not None:
         left = certificate.not_after.timestamp() - now
         add(
             "tls_expiry",
@@ -151,7 +156,7 @@ def _measure(
             f"({left / _DAY:.0f} days {'ago' if left < 0 else 'left'})",
         )
     if rules.token_budget is not None:
-        used = _total(minutes, now - _DAY).tokens
+        used = measured.day.tokens
         add(
             "token_budget",
             used > rules.token_budget,
@@ -160,18 +165,3 @@ def _measure(
             f"{used:,} AI tokens in the last 24h (budget {rules.token_budget:,})",
         )
     return found
-
-
-def _total(minutes: list[Minute], since: float) -> Minute:
-    total = Minute()
-    first = int(since // 60)
-    for minute in minutes:
-        if minute.minute >= first:
-            total.merge(minute)
-    return total
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"

@@ -10,11 +10,14 @@ Routes:
   scrapers like the probes.
 - ``GET /`` and ``GET /api/overview``: the dashboard (:mod:`tether.server.dashboard`), behind the admin guard
   (:mod:`tether.server.admin`): ``TETHER_ADMIN_TOKEN`` unless the service is bound to loopback.
+- ``/proxy/{name}/{path}``, every method: the backend proxy (:mod:`tether.server.proxy`), which calls an
+  integration with its credentials for a browser: ``TETHER_PROXY_TOKEN`` unless bound to loopback.
 
 Webhook requests reach the receiver directly, without Starlette's router in between: that path is the one
-that has to be fast. Everything else goes through a Starlette app, which also runs the lifespan: the inbox
-writer, the worker and the alert monitor start before the first request is accepted and stop after the last
-one has finished.
+that has to be fast. Proxy requests too, for another reason: the proxy judges the raw path, byte for byte,
+and must see every request under ``/proxy/``, also those whose decoded path a router would not match.
+Everything else goes through a Starlette app, which also runs the lifespan: the inbox writer, the worker and
+the alert monitor start before the first request is accepted and stop after the last one has finished.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from tether.observe.metrics import metrics_endpoint
 from tether.server.admin import AdminGuard
 from tether.server.dashboard import dashboard_routes
 from tether.server.monitor import Monitor
+from tether.server.proxy import MAX_BODY, Proxy
+from tether.server.proxy import PREFIX as PROXY_PREFIX
 
 __all__ = ["create_app"]
 
@@ -51,8 +56,10 @@ def create_app(
     admin_token: str | None = None,
     loopback: bool = True,
     monitor: bool = True,
+    proxy_token: str | None = None,
+    proxy_max_body: int = MAX_BODY,
 ) -> ASGIApp:
-    """The service for ``hub``: webhooks, health and readiness, metrics, alerts and the dashboard.
+    """The service for ``hub``: webhooks, health and readiness, metrics, alerts, the dashboard and the proxy.
 
     Args:
         hub: The integrations; the app closes it at shutdown.
@@ -63,10 +70,14 @@ def create_app(
         loopback: Whether the server is bound to loopback only. Without a token, the dashboard answers only
             then, and only to requests that arrived on a loopback address.
         monitor: Evaluate the alert rules and check TLS certificates in this process.
+        proxy_token: The token the backend proxy asks for (``TETHER_PROXY_TOKEN``); ``None`` for none. The
+            same loopback rule applies as for the dashboard.
+        proxy_max_body: Largest request body the proxy forwards, in bytes (larger ones answer 413).
     """
     receiver = webhooks.app(hub, process=process, concurrency=concurrency, grace=grace)
     watcher = Monitor(hub) if monitor else None
     guard = AdminGuard(admin_token, loopback=loopback)
+    proxy = Proxy(hub, token=proxy_token, loopback=loopback, max_body=proxy_max_body)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -85,6 +96,7 @@ def create_app(
         finally:
             if watcher is not None:
                 await watcher.aclose()
+            await proxy.aclose()
             await receiver.aclose()
             await asyncio.to_thread(hub.close)
 
@@ -110,18 +122,24 @@ def create_app(
         *dashboard_routes(hub, guard, alerts=watcher.active if watcher is not None else None),
     ]
     service = Starlette(routes=routes, lifespan=lifespan)
-    return _Dispatch(receiver, service)
+    return _Dispatch(receiver, proxy, service)
 
 
 class _Dispatch:
-    """``/webhooks/…`` straight to the receiver; everything else, lifespan included, to the service."""
+    """``/webhooks/…`` straight to the receiver, ``/proxy/…`` to the proxy; everything else, lifespan included,
+    to the service."""
 
-    def __init__(self, receiver: ASGIApp, service: ASGIApp) -> None:
-        self.receiver, self.service = receiver, service
+    def __init__(self, receiver: ASGIApp, proxy: ASGIApp, service: ASGIApp) -> None:
+        self.receiver, self.proxy, self.service = receiver, proxy, service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(WEBHOOKS_PREFIX + "/"):
-            root = scope.get("root_path", "")
-            await self.receiver({**scope, "root_path": root + WEBHOOKS_PREFIX}, receive, send)
-            return
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path.startswith(WEBHOOKS_PREFIX + "/"):
+                root = scope.get("root_path", "")
+                await self.receiver({**scope, "root_path": root + WEBHOOKS_PREFIX}, receive, send)
+                return
+            if path.startswith(PROXY_PREFIX):
+                await self.proxy(scope, receive, send)
+                return
         await self.service(scope, receive, send)

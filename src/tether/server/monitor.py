@@ -99,7 +99,7 @@ class Monitor:
             labels=["integration"],
         )
         for name, info in sorted(self.certificates.items()):
-            if info is not None and info.not_after is not None:
+            if info is not None:
                 expiry.add_metric([name], info.not_after.timestamp())
         yield expiry
         inbox = GaugeMetricFamily(

@@ -35,6 +35,8 @@ T = TypeVar("T")
 _META_SCHEMA = ("CREATE TABLE IF NOT EXISTS tether_meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL)",)
 # pg_advisory_xact_lock's key for schema changes: "tether" in ASCII, then 1.
 _SCHEMA_LOCK = 0x7465746865720001
+# Seconds any one statement may run.
+STATEMENT_TIMEOUT = 30.0
 # A pooled connection nobody used for this long is closed: an idle app should not hold the server's slots.
 _MAX_IDLE_SECONDS = 300.0
 
@@ -44,7 +46,8 @@ class PostgresStore(Store):
 
     Args:
         url: A libpq URL, e.g. ``postgresql://app@db.internal:5432/app?sslmode=require``. Its own
-            ``connect_timeout`` and ``application_name`` win over tether's.
+            ``connect_timeout`` and ``application_name`` win over tether's; a ``statement_timeout`` of
+            :data:`STATEMENT_TIMEOUT` is added to its ``options`` unless they set one.
         max_connections: The pool's size; the process's threads take turns beyond it.
         connect_timeout: Seconds libpq waits for a new connection (whole seconds, at least 2).
         timeout: Seconds an operation waits for a pooled connection before it fails.
@@ -61,6 +64,13 @@ class PostgresStore(Store):
             self._options["connect_timeout"] = max(2, connect_timeout)
         if "application_name" not in given:
             self._options["application_name"] = "tether"
+        options = str(given.get("options") or "")
+        if "statement_timeout" not in options:
+            # A statement stuck on a lock or a sick server fails after this, freeing its pooled connection,
+            # instead of holding a recorder, a webhook worker or a request forever. Added to the URL's own
+            # options (a search_path, say), which a keyword would otherwise replace.
+            timeout_option = f"-c statement_timeout={int(STATEMENT_TIMEOUT * 1000)}"
+            self._options["options"] = f"{options} {timeout_option}".strip()
         self._max_connections, self._timeout = max_connections, timeout
         self._lock = threading.RLock()
         self._pool: ConnectionPool[Connection] | None = None

@@ -121,6 +121,13 @@ class Scheme(abc.ABC):
         """The provider's event type; by default the payload's top-level string ``type``."""
         return json_field(payload, "type")
 
+    def handshake(self, payload: Any) -> dict[str, Any] | None:
+        """The answer to a provider's check of the endpoint (answered after the signature, never stored).
+
+        ``None`` (the default) for an ordinary event, which is stored and processed.
+        """
+        return None
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} tolerance={self.tolerance:g}>"
 
@@ -135,20 +142,18 @@ class KeyedMacs:
 
     def digests(self, *parts: bytes) -> list[bytes]:
         """The MAC of the concatenated ``parts`` under every key, in secret order."""
-        result = []
-        for keyed in self._macs:
-            mac = keyed.copy()
-            for part in parts:
-                mac.update(part)
-            result.append(mac.digest())
-        return result
+        return [_digest(keyed, parts) for keyed in self._macs]
 
     def first(self, *parts: bytes) -> bytes:
         """The MAC under the first key, for signing."""
-        mac = self._macs[0].copy()
-        for part in parts:
-            mac.update(part)
-        return mac.digest()
+        return _digest(self._macs[0], parts)
+
+
+def _digest(keyed: hmac.HMAC, parts: Sequence[bytes]) -> bytes:
+    mac = keyed.copy()
+    for part in parts:
+        mac.update(part)
+    return mac.digest()
 
 
 def _checked_secrets(secrets: Sequence[str]) -> tuple[str, ...]:

@@ -129,8 +129,7 @@ class HmacScheme(Scheme):
             fields["timestamp"] = timestamp.encode()
         if "id" in self._parts and self._id_header is not None:
             fields["id"] = require_header(headers, self._id_header, self._id_header).encode()
-        signed = [fields[part] if isinstance(part, str) else part for part in self._parts]
-        if not signature_matches(self._macs.digests(*signed), [candidate]):
+        if not signature_matches(self._macs.digests(*self._signed(fields)), [candidate]):
             raise VerificationError("no signature matched")
         if seconds is not None:
             check_fresh(seconds, now, self.tolerance)
@@ -144,7 +143,7 @@ class HmacScheme(Scheme):
         if self._id_header is not None:
             headers[self._id_header] = str(uuid.uuid4()) if event_id is None else header_id(event_id)
             fields["id"] = headers[self._id_header].encode()
-        digest = self._macs.first(*(fields[part] if isinstance(part, str) else part for part in self._parts))
+        digest = self._macs.first(*self._signed(fields))
         encoded = digest.hex() if self._encoding == "hex" else base64.b64encode(digest).decode()
         headers[self._header] = self._prefix + encoded
         return headers
@@ -153,6 +152,10 @@ class HmacScheme(Scheme):
         if self._id_header is not None:
             return headers.get(self._id_header)
         return json_field(payload, "id")
+
+    def _signed(self, fields: dict[str, bytes]) -> list[bytes]:
+        """The template's parts with its fields filled in, in order."""
+        return [fields[part] if isinstance(part, str) else part for part in self._parts]
 
 
 def _header_name(option: str, name: Any) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -354,24 +353,18 @@ class Inbox:
 
     @contextlib.contextmanager
     def _transaction(self, *, durable: bool = False) -> Iterator[SqlConnection]:
-        """One transaction. PostgreSQL's ``connection()`` block is one already; on SQLite it opens with
-        ``BEGIN IMMEDIATE`` (the write lock up front, so two writers never deadlock upgrading) and, when
-        ``durable``, commits with ``synchronous=FULL``: the commit is on disk when it returns."""
-        with self.store.connection() as connection:
-            if self._postgres:
+        """The store's transaction; on SQLite, when ``durable``, committed with ``synchronous=FULL``: the
+        commit is on disk when it returns (PostgreSQL's commits are already)."""
+        if not durable or self._postgres:
+            with self.store.transaction() as connection:
                 yield connection
-                return
-            if durable:
-                connection.execute("PRAGMA synchronous=FULL")
+            return
+        # The SQLite store's lock is reentrant and its connection shared, so the pragma and the transaction
+        # are on one connection, with no other thread's statement in between.
+        with self.store.connection() as connection:
+            connection.execute("PRAGMA synchronous=FULL")
             try:
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    yield connection
-                    connection.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):  # no transaction left to roll back
-                        connection.execute("ROLLBACK")
-                    raise
+                with self.store.transaction() as same:
+                    yield same
             finally:
-                if durable:
-                    connection.execute("PRAGMA synchronous=NORMAL")
+                connection.execute("PRAGMA synchronous=NORMAL")

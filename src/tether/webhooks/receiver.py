@@ -116,11 +116,14 @@ class WebhookReceiver:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Create the inbox's tables and start the writer, and the worker when on an event loop (idempotent)."""
+        """Start the writer, and the worker when on an event loop (idempotent).
+
+        The inbox creates its tables on first use, in the writer's thread, so a first request that starts the
+        receiver does not run DDL on the event loop; the lifespans create them up front to fail early.
+        """
         with self._lock:
             if self._started:
                 return
-            self.inbox.ensure_schema()
             self.writer.start()
             self._started = True
         if self.worker is not None:
@@ -171,8 +174,9 @@ class WebhookReceiver:
             payload = parse_body(body, headers.get("content-type", ""))
         except ValueError:
             return 400, {"error": "invalid_body", "message": "the body is neither JSON nor a form"}, []
-        if endpoint.scheme.name == "slack" and isinstance(payload, dict) and payload.get("type") == "url_verification":
-            return 200, {"challenge": payload.get("challenge")}, []
+        reply = endpoint.scheme.handshake(payload)
+        if reply is not None:
+            return 200, reply, []
         event_id = endpoint.event_id(headers, payload) or "sha256:" + hashlib.sha256(body).hexdigest()
         if len(event_id) > _MAX_ID_LENGTH:
             return 400, {"error": "invalid_event_id", "message": f"the event id is over {_MAX_ID_LENGTH} chars"}, []

@@ -209,6 +209,12 @@ class SlackScheme(_RawKeyScheme):
     def event_type(self, headers: Headers, payload: Any) -> str | None:
         return json_field(payload, "event", "type") or json_field(payload, "type")
 
+    def handshake(self, payload: Any) -> dict[str, Any] | None:
+        """Slack's ``url_verification``: it expects its ``challenge`` back."""
+        if json_field(payload, "type") != "url_verification":
+            return None
+        return {"challenge": payload.get("challenge")}
+
 
 _SCHEMES: dict[str, type[Scheme]] = {
     scheme.name: scheme
