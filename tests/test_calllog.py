@@ -5,6 +5,7 @@ the dashboard and the alerts read are exact on bucket bounds."""
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 import os
 import socket
 import sqlite3
@@ -128,14 +129,47 @@ def test_a_record_reads_back_exactly_as_written(log: CallLog) -> None:
         tries=(Try(503, None, "10.0.0.7", 0.5), Try(None, "ReadTimeout", None, 0.25), Try(503, None, "10.0.0.8", 0.1)),
     )
     bare = record(T0 + 1.5, status=None, outcome="circuit open", error="CircuitOpenError", attempts=0)
-    log.write([full, bare])
+    plain = record(
+        T0 + 0.5,
+        method="POST",
+        status=201,
+        latency=0.123456789,
+        peer="::1",
+        bytes_sent=12,
+        bytes_received=3456,
+        limit=100.0,
+        limit_remaining=99.5,
+        tokens=77,
+        version="2024-06-20",
+        request_id="req_plain",
+    )
+    log.write([full, plain, bare])
     stored = log.calls(since=0)
-    assert [each.record for each in stored] == [full, bare]
-    assert stored[0].id < stored[1].id
-    assert stored[0].process == f"{socket.gethostname()}:{os.getpid()}"
-    assert log.last_id() == stored[1].id
-    assert log.by_ids([stored[1].id, stored[0].id, 10**9]) == stored
-    assert log.after(stored[0].id) == stored[1:]
+    assert [each.record for each in stored] == [full, plain, bare]
+    assert stored[1].id is None  # a plain success is stored packed
+    assert stored[0].id is not None and stored[2].id is not None and stored[0].id < stored[2].id
+    assert {each.process for each in stored} == {f"{socket.gethostname()}:{os.getpid()}"}
+    rows = [stored[0], stored[2]]
+    assert log.last_id() == stored[2].id
+    assert log.by_ids([stored[2].id, stored[0].id, 10**9]) == rows
+    assert log.after(stored[0].id) == rows[1:]
+    ((batch_id, packed),) = log.batches_after(0)
+    assert packed == [plain]
+    assert log.last_batch_id() == batch_id
+    assert log.batches_by_ids([batch_id, 10**9]) == [(batch_id, [plain])]
+    assert log.batches_after(batch_id) == []
+
+
+def test_plain_successes_are_packed_one_row_per_integration_and_minute(log: CallLog) -> None:
+    written = [record(T0 + step * 7.5, integration=("stripe", "openai")[step % 2]) for step in range(24)]  # 3 min
+    log.write(written)
+    assert log.last_id() == 0  # no row of its own
+    batches = log.batches_after(0)
+    assert len(batches) == 6
+    assert sorted(each for _, records in batches for each in records) == sorted(written)
+    assert [each.record for each in log.calls(since=0)] == written
+    assert log.purge(records_before=T0 + 60, summaries_before=0) == 8  # the first minute's, both integrations
+    assert [each.record for each in log.calls(since=0)] == written[8:]
 
 
 def test_an_empty_log_reads_empty(log: CallLog) -> None:
@@ -194,7 +228,58 @@ def test_summaries_equal_a_recount_of_the_records(log: CallLog, batches: list[li
         for minute in minutes:
             total.merge(minute)
         assert_same(log.total(integration, since=0), total, key=False)
-    assert len(log.calls(since=0)) == len(written)
+    assert Counter(each.record for each in log.calls(since=0)) == Counter(written)
+
+
+plain_records = st.builds(
+    _record,
+    at=st.floats(min_value=T0, max_value=T0 + 240, allow_nan=False),
+    integration=st.sampled_from(["stripe", "openai"]),
+    method=st.sampled_from(["GET", "POST"]),
+    endpoint=st.sampled_from(["/v1/customers", "/v1/customers/{id}"]),
+    status=st.sampled_from([200, 201, 204, 302]),
+    outcome=st.just("success"),
+    latency=latencies,
+    peer=st.none() | st.sampled_from(["10.0.0.7", "::1"]),
+    bytes_sent=st.integers(0, 10**6),
+    bytes_received=st.integers(0, 10**9),
+    limit=st.none() | st.sampled_from([1.0, 5000.0]),
+    limit_remaining=st.none() | st.floats(min_value=0, max_value=6000, allow_nan=False),
+    tokens=st.none() | st.integers(0, 10**7),
+    version=texts,
+    request_id=st.none() | st.text("abcdef_0123456789", max_size=12),
+)
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batches=st.lists(st.lists(plain_records | records, max_size=30), min_size=1, max_size=3),
+    since=st.floats(min_value=T0 - 10, max_value=T0 + 250),
+    span=st.none() | st.floats(min_value=0, max_value=250),
+    integration=st.none() | st.sampled_from(["stripe", "openai"]),
+    limit=st.none() | st.integers(1, 40),
+)
+def test_calls_read_back_every_record_of_the_window_oldest_first(
+    log: CallLog,
+    batches: list[list[CallRecord]],
+    since: float,
+    span: float | None,
+    integration: str | None,
+    limit: int | None,
+) -> None:
+    log.purge(records_before=FOREVER, summaries_before=FOREVER)  # each example starts empty
+    for batch in batches:
+        log.write(batch)
+    until = None if span is None else since + span
+    wanted = [
+        each
+        for batch in batches
+        for each in batch
+        if each.at >= since and (until is None or each.at < until) and integration in (None, each.integration)
+    ]
+    got = [each.record for each in log.calls(since=since, until=until, integration=integration, limit=limit)]
+    assert [each.at for each in got] == sorted(each.at for each in wanted)[:limit]
+    assert not Counter(got) - Counter(wanted)
 
 
 def test_minutes_and_total_read_the_window_asked_for(log: CallLog) -> None:
@@ -317,7 +402,7 @@ def test_calls_filter_by_time_and_integration_oldest_first(log: CallLog) -> None
 
 
 def test_after_reads_in_id_order_from_a_position(log: CallLog) -> None:
-    log.write([record(T0 + step, request_id=str(step)) for step in range(5)])
+    log.write([record(T0 + step, status=500, error="ServerError", request_id=str(step)) for step in range(5)])
     first = log.calls(since=0)[1].id
     assert [each.record.request_id for each in log.after(first)] == ["2", "3", "4"]
     assert [each.record.request_id for each in log.after(first, limit=2)] == ["2", "3"]

@@ -289,9 +289,16 @@ def test_log_follower_starts_at_the_end_and_reads_each_record_once(tmp_path: Pat
         log.write([CallRecord(1.7e9 + n, "stripe", "GET", "/", 200, "success", request_id=str(n)) for n in range(3)])
         assert ids_of(follower.read()) == ["0", "1", "2"]
         assert follower.read() == []
-        log.write([CallRecord(1.7e9 + n, "stripe", "GET", "/", 200, "success", request_id=str(n)) for n in range(5)])
+        # Failures are rows of their own, read ``limit`` at a time; plain successes come a batch at a time.
+        log.write(
+            [CallRecord(1.7e9 + n, "stripe", "GET", "/", 500, "not retryable", request_id=str(n)) for n in range(5)]
+        )
         assert ids_of(follower.read(limit=2)) == ["0", "1"]
         assert ids_of(follower.read(limit=10)) == ["2", "3", "4"]
+        log.write([CallRecord(1.7e9 + n, "openai", "GET", "/", 200, "success", request_id=f"b{n}") for n in range(3)])
+        log.write([CallRecord(1.7e9 + 60, "stripe", "GET", "/", 503, "attempts exhausted", request_id="row")])
+        assert ids_of(follower.read(limit=1)) == ["row", "b0", "b1", "b2"]
+        assert follower.read() == []
     finally:
         store.close()
 

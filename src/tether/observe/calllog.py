@@ -1,16 +1,20 @@
 """The call log: call records in the store, and the per-minute summaries every view reads.
 
-Two tables. ``tether_calls`` holds each call (kept for ``monitoring.retention``): ``tether doctor --from-log``,
-the dashboard's last errors and ``/metrics`` read it. ``tether_call_minutes`` holds one row per integration and
-minute — calls, failures, 401/403s, a latency histogram, tokens, the highest rate-limit usage, the last
-version and deprecation headers — updated in the same transaction as the records it summarises. The
-dashboard's numbers and charts and the alert rules read only summaries, so they cost the same with a million
-records as with ten. Several processes may write at once: a summary row is incremented, never overwritten.
+``tether_calls`` holds each call (kept for ``monitoring.retention``): ``tether doctor --from-log``, the
+dashboard's last errors and ``/metrics`` read it. Plain successes are not kept there but packed, many to a
+row of ``tether_call_batches`` (see :mod:`tether.observe.packed`); they read back like any other record.
+``tether_call_minutes`` holds one row per integration and minute — calls, failures, 401/403s, a latency
+histogram, tokens, the highest rate-limit usage, the last version and deprecation headers — updated in the
+same transaction as the records it summarises. The dashboard's numbers and charts and the alert rules read
+only summaries, so they cost the same with a million records as with ten. Several processes may write at
+once: a summary row is incremented, never overwritten.
 """
 
 from __future__ import annotations
 
 import functools
+import heapq
+import itertools
 import json
 import os
 import socket
@@ -19,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tether.observe.packed import batch_schema, is_plain, pack, unpack
 from tether.observe.records import CallRecord, Try
 from tether.observe.rollup import Summaries, summary_schema
 from tether.observe.summary import Minute
@@ -64,6 +69,7 @@ def _schema(serial: str, real: str, big: str) -> list[str]:
         )""",
         "CREATE INDEX IF NOT EXISTS tether_calls_at ON tether_calls (at)",
         "CREATE INDEX IF NOT EXISTS tether_calls_failures ON tether_calls (integration, id) WHERE failed = 1",
+        *batch_schema(serial, real),
         *summary_schema(real, big),
     ]
 
@@ -76,9 +82,9 @@ _SCHEMAS = {
 
 @dataclass(frozen=True)
 class StoredCall:
-    """A call record read back, with its row id."""
+    """A call record read back, with its row id (``None`` for a plain success, stored packed)."""
 
-    id: int
+    id: int | None
     record: CallRecord
     process: str | None
 
@@ -109,12 +115,21 @@ class CallLog:
             return
         self.ensure_schema()
         process = self._process
-        rows = [_row(record, process) for record in records]
-        with self.store.transaction() as connection:
-            if self.store.dialect == "sqlite":
-                _insert_in_chunks(connection, rows)
+        plain: list[CallRecord] = []
+        rows: list[tuple[Any, ...]] = []
+        for record in records:
+            if is_plain(record):
+                plain.append(record)
             else:
+                rows.append(_row(record, process))
+        with self.store.transaction() as connection:
+            if rows and self.store.dialect == "sqlite":
+                _insert_in_chunks(connection, rows)
+            elif rows:
                 _executemany(connection, self.store.sql(_insert(1)), rows)
+            if plain:
+                batches = [(*batch, process) for batch in pack(plain)]
+                _executemany(connection, self.store.sql(_INSERT_BATCH), batches)
             self.summaries.fold(connection, records)
 
     def purge(self, *, records_before: float, summaries_before: float) -> int:
@@ -122,8 +137,14 @@ class CallLog:
         self.ensure_schema()
         with self.store.transaction() as connection:
             deleted = connection.execute(self.store.sql("DELETE FROM tether_calls WHERE at < ?"), (records_before,))
+            # A batch goes when its last call is old enough (at most a flush interval after its first).
+            packed = connection.execute(
+                self.store.sql("SELECT COALESCE(SUM(calls), 0) FROM tether_call_batches WHERE at_last < ?"),
+                (records_before,),
+            ).fetchone()
+            connection.execute(self.store.sql("DELETE FROM tether_call_batches WHERE at_last < ?"), (records_before,))
             self.summaries.purge(connection, summaries_before)
-            return int(deleted.rowcount)
+            return int(deleted.rowcount) + int(packed[0] if packed else 0)
 
     # -- reading -----------------------------------------------------------------------------------------------
 
@@ -166,7 +187,41 @@ class CallLog:
         tail = f"WHERE {' AND '.join(clauses)} ORDER BY at, id"  # by id would walk the whole table
         if limit is not None:
             tail += f" LIMIT {int(limit)}"
-        return self._select(tail, tuple(params))
+        rows = self._select(tail, tuple(params))
+        packed = self._packed(since, until, integration, limit)
+        merged = heapq.merge(rows, packed, key=lambda each: each.record.at)
+        return list(itertools.islice(merged, limit))
+
+    def _packed(
+        self, since: float, until: float | None, integration: str | None, limit: int | None
+    ) -> list[StoredCall]:
+        """The plain successes of the window, oldest first, at most ``limit``."""
+        clauses: list[str] = ["at_last >= ?"]
+        params: list[Any] = [since]
+        if until is not None:
+            clauses.append("at_first < ?")
+            params.append(until)
+        if integration is not None:
+            clauses.append("integration = ?")
+            params.append(integration)
+        statement = self.store.sql(
+            "SELECT at_first, integration, body, process FROM tether_call_batches "  # noqa: S608 - fixed parts
+            f"WHERE {' AND '.join(clauses)} ORDER BY at_first, id"
+        )
+        found: list[StoredCall] = []
+        latest = float("-inf")
+        with self.store.connection() as connection:
+            for at_first, name, body, process in connection.execute(statement, tuple(params)).fetchall():
+                # Batches come by their first call: once ``limit`` calls are in hand and the next batch starts
+                # after all of them, no later batch can hold an earlier call.
+                if limit is not None and len(found) >= limit and at_first > latest:
+                    break
+                for record in unpack(name, body):
+                    if record.at >= since and (until is None or record.at < until):
+                        found.append(StoredCall(None, record, process))
+                        latest = max(latest, record.at)
+        found.sort(key=lambda each: each.record.at)
+        return found[:limit]
 
     def after(self, last_id: int, *, limit: int = 10_000) -> list[StoredCall]:
         """Records with an id above ``last_id``, in id order (how ``/metrics`` follows the log)."""
@@ -180,10 +235,34 @@ class CallLog:
 
     def last_id(self) -> int:
         """The highest record id so far (0 when there is none)."""
+        return self._max_id("tether_calls")
+
+    def batches_after(self, last_id: int, *, limit: int = 100) -> list[tuple[int, list[CallRecord]]]:
+        """Batches of plain successes with an id above ``last_id``, in id order (``/metrics`` follows them too)."""
+        return self._batches("WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit))
+
+    def batches_by_ids(self, ids: Sequence[int]) -> list[tuple[int, list[CallRecord]]]:
+        """The batches with these ids that exist now."""
+        if not ids:
+            return []
+        return self._batches(f"WHERE id IN ({', '.join(['?'] * len(ids))}) ORDER BY id", tuple(ids))
+
+    def last_batch_id(self) -> int:
+        """The highest batch id so far (0 when there is none)."""
+        return self._max_id("tether_call_batches")
+
+    def _max_id(self, table: str) -> int:
         self.ensure_schema()
         with self.store.connection() as connection:
-            row = connection.execute("SELECT MAX(id) FROM tether_calls").fetchone()
+            row = connection.execute(f"SELECT MAX(id) FROM {table}").fetchone()  # noqa: S608 - fixed names
         return int(row[0] or 0)
+
+    def _batches(self, tail: str, params: tuple[Any, ...]) -> list[tuple[int, list[CallRecord]]]:
+        self.ensure_schema()
+        statement = self.store.sql(f"SELECT id, integration, body FROM tether_call_batches {tail}")  # noqa: S608
+        with self.store.connection() as connection:
+            rows = connection.execute(statement, params).fetchall()
+        return [(int(id_), unpack(name, body)) for id_, name, body in rows]
 
     def _select(self, tail: str, params: tuple[Any, ...]) -> list[StoredCall]:
         self.ensure_schema()
@@ -192,6 +271,10 @@ class CallLog:
             rows = connection.execute(statement, params).fetchall()
         return [_stored(row) for row in rows]
 
+
+_INSERT_BATCH = (
+    "INSERT INTO tether_call_batches (at_first, at_last, integration, calls, body, process) VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 # Rows per INSERT statement on SQLite, at most (23 columns: 4,600 parameters).
 _CHUNK = 200

@@ -216,9 +216,10 @@ def enable_metrics(hub: Hub, registry: CollectorRegistry | None = REGISTRY) -> C
 class LogFollower:
     """Reads call records written since it started, in order, each once (how ``tether serve`` counts).
 
-    On PostgreSQL, ids are handed out before commit, so a record with a lower id can appear after a higher
-    one was read. An id skipped over is looked for again on later reads for ``settle`` seconds (a rolled back
-    insert leaves a gap for ever; that is why it stops).
+    It follows the two places records live: the rows of ``tether_calls`` and the batches of plain successes
+    (:mod:`tether.observe.packed`), each by its own ids. On PostgreSQL, ids are handed out before commit, so a
+    row with a lower id can appear after a higher one was read. An id skipped over is looked for again on later
+    reads for ``settle`` seconds (a rolled back insert leaves a gap for ever; that is why it stops).
 
     Args:
         log: The call log.
@@ -227,27 +228,66 @@ class LogFollower:
     """
 
     def __init__(self, log: CallLog, *, settle: float = 30.0, wall: Callable[[], float] = time.monotonic) -> None:
-        self.log, self.settle, self._wall = log, settle, wall
+        self.log = log
+        self._rows = _Ids(
+            lambda last, limit: [(each.id or 0, [each.record]) for each in log.after(last, limit=limit)],
+            lambda ids: [(each.id or 0, [each.record]) for each in log.by_ids(ids)],
+            log.last_id,
+            settle,
+            wall,
+        )
+        self._batches = _Ids(
+            lambda last, limit: log.batches_after(last, limit=max(1, limit // 100)),
+            log.batches_by_ids,
+            log.last_batch_id,
+            settle,
+            wall,
+        )
+
+    def read(self, *, limit: int = 10_000) -> list[CallRecord]:
+        """The records written since the last read (none on the first: following starts now).
+
+        ``limit`` bounds the rows read, and the batches (of up to thousands of calls each) a hundredth of it.
+        """
+        return self._rows.read(limit) + self._batches.read(limit)
+
+
+# (id, the records it holds): a row holds one, a batch many.
+_Found = list[tuple[int, list[CallRecord]]]
+
+
+class _Ids:
+    """One id sequence followed: what came after the last id read, and the ids skipped over for a while."""
+
+    def __init__(
+        self,
+        after: Callable[[int, int], _Found],
+        by_ids: Callable[[list[int]], _Found],
+        last_id: Callable[[], int],
+        settle: float,
+        wall: Callable[[], float],
+    ) -> None:
+        self._after, self._by_ids, self._last_id = after, by_ids, last_id
+        self.settle, self._wall = settle, wall
         self._last: int | None = None
         self._missing: dict[int, float] = {}
 
-    def read(self, *, limit: int = 10_000) -> list[CallRecord]:
-        """The records written since the last read (none on the first: following starts now)."""
+    def read(self, limit: int) -> list[CallRecord]:
         if self._last is None:
-            self._last = self.log.last_id()
+            self._last = self._last_id()
             return []
         now = self._wall()
         found: list[CallRecord] = []
         if self._missing:
-            for stored in self.log.by_ids(sorted(self._missing)):
-                found.append(stored.record)
-                del self._missing[stored.id]
+            for id_, records in self._by_ids(sorted(self._missing)):
+                found.extend(records)
+                del self._missing[id_]
             self._missing = {id_: since for id_, since in self._missing.items() if now - since < self.settle}
-        for stored in self.log.after(self._last, limit=limit):
-            for gap in range(self._last + 1, stored.id):
+        for id_, records in self._after(self._last, limit):
+            for gap in range(self._last + 1, id_):
                 self._missing[gap] = now
-            found.append(stored.record)
-            self._last = stored.id
+            found.extend(records)
+            self._last = id_
         return found
 
 

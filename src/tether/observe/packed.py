@@ -1,0 +1,117 @@
+"""Plain successes, stored packed: one row per integration, minute and flush in ``tether_call_batches``.
+
+Most calls are plain successes: one attempt, a 2xx/3xx answer, no error, no deprecation header. Storing each
+as its own ``tether_calls`` row (23 columns, two index entries) was most of what recording cost a client:
+the INSERT's work grows with the columns, not with what is in them. A plain success keeps every field that
+can differ from one to the next (time, method, endpoint, status, latency, peer, bytes, rate-limit headroom,
+tokens, version, request id); those that cannot (outcome ``success``, one attempt, no error, no hint, no
+tries) are implied by the table. The calls of one flush go into one JSON array, so the store writes one row
+instead of thousands. Nothing is summarised away: :meth:`~tether.observe.calllog.CallLog.calls` unpacks them
+into the same :class:`~tether.observe.records.CallRecord` values that were written.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from tether.observe.records import CallRecord
+
+__all__ = ["Batch", "batch_schema", "is_plain", "pack", "unpack"]
+
+# The fields a packed call keeps, by position in CallRecord: at, method, endpoint, status, latency, peer,
+# bytes_sent, bytes_received, limit, limit_remaining, tokens, version, request_id.
+_KEPT = operator.itemgetter(0, 2, 3, 4, 8, 10, 11, 12, 13, 14, 15, 16, 19)
+
+# (at_first, at_last, integration, calls, body)
+Batch = tuple[float, float, str, int, str]
+
+
+def batch_schema(serial: str, real: str) -> list[str]:
+    """The table, in the call log's schema (``serial``/``real``: the dialect's column types)."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS tether_call_batches (
+            id {serial} PRIMARY KEY,
+            at_first {real} NOT NULL,
+            at_last {real} NOT NULL,
+            integration TEXT NOT NULL,
+            calls INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            process TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS tether_call_batches_last ON tether_call_batches (at_last)",
+    ]
+
+
+def is_plain(record: CallRecord) -> bool:
+    """Whether ``record`` is a plain success: everything it says fits a packed call."""
+    status = record.status
+    return (
+        status is not None
+        and status < 400
+        and record.outcome == "success"
+        and record.attempts == 1
+        and record.error is None
+        and record.hint is None
+        and record.deprecation is None
+        and record.sunset is None
+        and not record.tries
+    )
+
+
+def pack(records: Iterable[CallRecord]) -> list[Batch]:
+    """``records`` (plain successes) as one batch per integration and minute.
+
+    A batch never spans minutes, so retention (which drops a batch once its last call is old enough) keeps no
+    call more than a minute past it.
+    """
+    groups: dict[tuple[str, int], list[CallRecord]] = {}
+    for record in records:
+        key = (record.integration, int(record.at // 60))
+        group = groups.get(key)
+        if group is None:
+            groups[key] = group = []
+        group.append(record)
+    batches: list[Batch] = []
+    for (integration, _), group in groups.items():
+        ats = [record.at for record in group]
+        body = json.dumps(list(map(_KEPT, group)), separators=(",", ":"))
+        batches.append((min(ats), max(ats), integration, len(group), body))
+    return batches
+
+
+def unpack(integration: str, body: str) -> list[CallRecord]:
+    """The records of a batch, in the order they were written."""
+    return [_record(integration, item) for item in json.loads(body)]
+
+
+def _record(integration: str, item: Sequence[Any]) -> CallRecord:
+    (at, method, endpoint, status, latency, peer, sent, received, limit, remaining, tokens, version, request_id) = item
+    # Positional, in CallRecord's field order: outcome "success", one attempt, no error, hint or headers.
+    return CallRecord._make(
+        (
+            at,
+            integration,
+            method,
+            endpoint,
+            status,
+            "success",
+            None,
+            None,
+            latency,
+            1,
+            peer,
+            sent,
+            received,
+            limit,
+            remaining,
+            tokens,
+            version,
+            None,
+            None,
+            request_id,
+            (),
+        )
+    )
