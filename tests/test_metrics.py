@@ -14,7 +14,9 @@ from pathlib import Path
 import httpx2
 import psycopg
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import tether
@@ -24,7 +26,7 @@ from test_call_records import Api, Reply, serving_api
 from tether.config.loader import parse_config
 from tether.errors import CallError, CircuitOpenError
 from tether.observe.calllog import CallLog
-from tether.observe.metrics import LogFollower, enable_metrics
+from tether.observe.metrics import CallMetrics, LogFollower, enable_metrics
 from tether.observe.records import LATENCY_BUCKETS, CallRecord
 from tether.server import create_app
 from tether.server.running import serving
@@ -253,6 +255,52 @@ def test_metrics_of_tether_serve_count_the_calls_another_process_wrote_to_the_st
     finally:
         other.close()
         server_hub.close()
+
+
+@settings(max_examples=50)
+@given(
+    batches=st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["stripe", "openai"]),
+                st.sampled_from(["/v1/a", "/v1/b"]),
+                st.one_of(st.sampled_from(LATENCY_BUCKETS), st.floats(min_value=0, max_value=100, allow_nan=False)),
+            ),
+            max_size=20,
+        ),
+        max_size=4,
+    )
+)
+def test_the_latency_histogram_equals_prometheus_clients_own(batches: list[list[tuple[str, str, float]]]) -> None:
+    """tether keeps its own histogram (cheaper per observation); the exposition must be the one
+    prometheus-client's Histogram would give for the same observations, bound for bound."""
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    metrics = CallMetrics(ours)
+    reference = Histogram(
+        "tether_request_duration_seconds",
+        "Call latency, retries and waits included.",
+        ["integration", "method", "endpoint"],
+        buckets=LATENCY_BUCKETS,
+        registry=theirs,
+    )
+    for batch in batches:
+        metrics.observe([CallRecord(1.7e9, name, "GET", path, 200, "success", latency=t) for name, path, t in batch])
+        for name, path, latency in batch:
+            reference.labels(name, "GET", path).observe(latency)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in registry.collect()
+            if family.name == "tether_request_duration_seconds"
+            for sample in family.samples
+            if not sample.name.endswith("_created")
+        }
+
+    mine, expected = samples(ours), samples(theirs)
+    assert mine.keys() == expected.keys()
+    for key, value in expected.items():
+        assert mine[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
 
 
 # --- LogFollower --------------------------------------------------------------------------------------------------
