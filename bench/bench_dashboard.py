@@ -46,7 +46,7 @@ from tether.observe.rules import conditions
 
 GOAL = 0.200  # seconds
 BATCH = 5000  # records per CallLog.write, as the recorder's batches
-GENERATOR = 1  # bump when the generated data changes, so cached stores are rebuilt
+GENERATOR = 2  # bump when the generated data or its storage changes, so cached stores are rebuilt
 
 
 @dataclass(frozen=True)
@@ -273,11 +273,16 @@ def build(directory: Path, db: Path, meta: Path, args: argparse.Namespace) -> di
 
 def describe(db: Path) -> str:
     with sqlite3.connect(db) as connection:
-        calls, failed = connection.execute("SELECT COUNT(*), SUM(failed) FROM tether_calls").fetchone()
+        rows, failed = connection.execute("SELECT COUNT(*), SUM(failed) FROM tether_calls").fetchone()
+        packed, batches = connection.execute(
+            "SELECT COALESCE(SUM(calls), 0), COUNT(*) FROM tether_call_batches"
+        ).fetchone()
+        calls = rows + packed  # plain successes are stored packed, many to a row
         minutes = connection.execute("SELECT COUNT(*) FROM tether_call_minutes").fetchone()[0]
     size = sum(path.stat().st_size for path in db.parent.glob(db.name + "*")) / 1e6
     return (
-        f"{calls:,} call records ({failed / calls:.1%} failed), {minutes:,} summary rows, {size:,.0f} MB "
+        f"{calls:,} call records ({failed / calls:.1%} failed; {packed:,} plain successes in {batches:,} batches), "
+        f"{minutes:,} summary rows, {size:,.0f} MB "
         f"(SQLite {sqlite3.sqlite_version})"
     )
 

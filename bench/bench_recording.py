@@ -124,7 +124,9 @@ def stored_records(directory: Path, variant: str) -> int:
         return 0
     with sqlite3.connect(path) as connection:
         try:
-            return int(connection.execute("SELECT COUNT(*) FROM tether_calls").fetchone()[0])
+            rows = connection.execute("SELECT COUNT(*) FROM tether_calls").fetchone()[0]
+            packed = connection.execute("SELECT COALESCE(SUM(calls), 0) FROM tether_call_batches").fetchone()[0]
+            return int(rows) + int(packed)  # plain successes are stored packed, many to a row
         except sqlite3.OperationalError:  # no table yet: nothing was ever written
             return 0
 
