@@ -5,11 +5,11 @@ the dashboard and the alerts read are exact on bucket bounds."""
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 import os
 import socket
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,9 @@ def test_a_record_reads_back_exactly_as_written(log: CallLog) -> None:
     stored = log.calls(since=0)
     assert [each.record for each in stored] == [full, plain, bare]
     assert stored[1].id is None  # a plain success is stored packed
-    assert stored[0].id is not None and stored[2].id is not None and stored[0].id < stored[2].id
+    assert stored[0].id is not None
+    assert stored[2].id is not None
+    assert stored[0].id < stored[2].id
     assert {each.process for each in stored} == {f"{socket.gethostname()}:{os.getpid()}"}
     rows = [stored[0], stored[2]]
     assert log.last_id() == stored[2].id

@@ -193,4 +193,5 @@ def _show(url: str) -> None:
             f"p95 {p95}, inbox {esc(row['inbox'])}"
         )
     lines = [line for line in metrics.splitlines() if line.startswith("tether_requests_total{")]
-    say(f"    /metrics: {len(lines)} tether_requests_total series, e.g. [dim]{esc(lines[0]) if lines else '-'}[/dim]")
+    example = next((line for line in lines if 'code="200"' in line), lines[0] if lines else "-")
+    say(f"    /metrics: {len(lines)} tether_requests_total series, e.g. [dim]{esc(example)}[/dim]")

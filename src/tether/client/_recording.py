@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import httpx2
 
 from tether.observe.records import CallRecord, Try
+from tether.policies.retry import GiveUp
 
 if TYPE_CHECKING:
     from tether.client.call import Call
@@ -22,31 +23,48 @@ __all__ = ["Seen", "call_record"]
 class Seen:
     """What a call's responses said that monitoring wants: headers, peers, the rate-limit budget, tokens."""
 
-    __slots__ = ("deprecation", "limit", "peers", "remaining", "sunset", "tokens", "version")
+    # Defaults on the class, no ``__init__`` and no ``__slots__``: one Seen is made per recorded call, most calls
+    # set only ``peers``, and an object with nothing to initialise is made without running any Python code.
+    peers: tuple[str | None, ...] = ()  # one per attempt: a tuple, as one attempt is the common case
+    deprecation: str | None = None
+    sunset: str | None = None
+    version: str | None = None
+    limit: float | None = None
+    remaining: float | None = None
+    tokens: int | None = None
 
-    def __init__(self) -> None:
-        self.peers: list[str | None] = []
-        self.deprecation: str | None = None
-        self.sunset: str | None = None
-        self.version: str | None = None
-        self.limit: float | None = None
-        self.remaining: float | None = None
-        self.tokens: int | None = None
 
-
-def call_record(call: Call, response: httpx2.Response | None, error: CallError | None, outcome: str) -> CallRecord:
-    """The record of ``call``, which ended with ``response`` (or without one) and ``error`` (when it failed)."""
-    spec, state, request, seen = call.spec, call.state, call.request, call.seen
+def call_record(call: Call, response: httpx2.Response | None, error: CallError | None, elapsed: float) -> CallRecord:
+    """The record of ``call``, which took ``elapsed`` seconds and ended with ``response`` (or none) and ``error``."""
+    spec, request, seen, state = call.spec, call.request, call.seen, call.state
     assert seen is not None  # a call collects what it sees whenever its spec has a recorder
     attempts = state.attempts
-    elapsed = state.elapsed()
+    give_up = state.give_up
+    # Not give_up.value alone: an enum's value is a Python-level descriptor, two more calls for every record.
+    if give_up is _SUCCESS:
+        outcome = "success"
+    elif give_up is not None:
+        outcome = give_up.value
+    else:
+        outcome = "success" if error is None else "not retryable"
+    peers = seen.peers
     tries: tuple[Try, ...] = ()
     if len(attempts) > 1:
-        peers = seen.peers if len(seen.peers) == len(attempts) else [None] * len(attempts)
+        tried = peers if len(peers) == len(attempts) else (None,) * len(attempts)
         tries = tuple(
             Try(attempt.status, _class_name(attempt.error), peer, attempt.elapsed)
-            for attempt, peer in zip(attempts, peers, strict=True)
+            for attempt, peer in zip(attempts, tried, strict=True)
         )
+    sent = call.body_size
+    if sent is None:  # a stream when the call began: a transport may have read it since
+        sent = _sent(request)
+    # Inline, not a helper: this runs once per call, and a Python call here costs more than the work it wraps.
+    received = 0
+    if response is not None:
+        try:
+            received = len(response.content)
+        except httpx2.ResponseNotRead:
+            received = _announced_length(response)
     # Positional, in CallRecord's field order (_make checks the count): once per call, and a call with 21
     # keyword arguments costs about twice as much.
     return CallRecord._make(
@@ -61,9 +79,9 @@ def call_record(call: Call, response: httpx2.Response | None, error: CallError |
             error.hint if error is not None else None,
             elapsed,  # latency
             len(attempts),
-            seen.peers[-1] if seen.peers else None,
-            _sent(request),
-            _received(response),
+            peers[-1] if peers else None,
+            sent,
+            received,
             seen.limit,
             seen.remaining,
             seen.tokens,
@@ -72,8 +90,11 @@ def call_record(call: Call, response: httpx2.Response | None, error: CallError |
             seen.sunset,
             attempts[-1].request_id if attempts else None,
             tries,
-        )
+        ),
     )
+
+
+_SUCCESS = GiveUp.SUCCESS
 
 
 def _class_name(description: str | None) -> str | None:
@@ -87,11 +108,7 @@ def _sent(request: httpx2.Request) -> int:
         return 0  # a streamed body: its size is not known without reading it
 
 
-def _received(response: httpx2.Response | None) -> int:
-    if response is None:
-        return 0
-    try:
-        return len(response.content)
-    except httpx2.ResponseNotRead:
-        length = response.headers.get("content-length", "")
-        return int(length) if length.isdigit() else 0
+def _announced_length(response: httpx2.Response) -> int:
+    """The body size a response not read (streamed) announces, or 0."""
+    length = response.headers.get("content-length", "")
+    return int(length) if length.isdigit() else 0

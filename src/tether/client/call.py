@@ -43,6 +43,7 @@ AUTH_REPLAYS_401 = "tether.auth_replays_401"
 _IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key")
 _REQUEST_ID_NAMES = frozenset(name.encode() for name in REQUEST_ID_HEADERS)
 _NO_SIGNAL = RateLimitSignal()
+_NOTHING_WATCHED: dict[bytes, str] = {}  # the headers an unrecorded call keeps
 
 
 class Call:
@@ -54,6 +55,7 @@ class Call:
         "_outer",
         "_probe",
         "_request_id",
+        "body_size",
         "breaker",
         "request",
         "route",
@@ -73,13 +75,14 @@ class Call:
         self._outer = False
         # What monitoring wants from the responses; collected only when calls are recorded.
         self.seen = Seen() if spec.recorder is not None else None
+        self.body_size = _body_size(request)
         self.state = RetryState(
             spec.policy,
             budget=spec.budget,
             clock=spec.clock,
             deadline=spec.deadline,
             idempotent=request.method in spec.policy.methods or _keyed(request, spec.idempotency_header),
-            replayable=_replayable(request),
+            replayable=self.body_size is not None,
         )
 
     def max_wait(self) -> float:
@@ -132,8 +135,13 @@ class Call:
         else:
             signal = _NO_SIGNAL
         seen = self.seen
-        if self._json and status < 400 and (self.route.counts_tokens or seen is not None):
-            used = _tokens_in(response)
+        if self._json and status < 400 and (seen is not None or self.route.counts_tokens):
+            try:
+                body = response.content
+            except httpx2.ResponseNotRead:
+                body = b""  # streamed: the usage comes at the end of the stream, which tether does not read
+            # Most responses say nothing of usage: look before parsing, here rather than in a function call.
+            used = _tokens_in(body) if b'"usage' in body else 0.0
             if used and self.route.counts_tokens:
                 signal = replace(signal, tokens_used=used)
             if seen is not None:
@@ -181,6 +189,7 @@ class Call:
         # One pass over the raw headers: httpx2's Headers.get() decodes every header on each lookup, and this
         # runs on every response.
         content_type = length = request_id = None
+        watched = self.spec.watched_headers if self.seen is not None else _NOTHING_WATCHED
         for name, value in response.headers.raw:
             name = name.lower()
             if name == b"content-type":
@@ -191,8 +200,8 @@ class Call:
                 request_id = value.decode("latin-1")
             elif name.startswith((b"x-ratelimit", b"ratelimit", b"retry-after")):
                 self._limit_headers = True
-            elif self.seen is not None and name in self.spec.watched_headers:
-                setattr(self.seen, self.spec.watched_headers[name], value.decode("latin-1")[:100])
+            elif name in watched:
+                setattr(self.seen, watched[name], value.decode("latin-1")[:100])
         self._request_id = request_id
         self._json = content_type is not None and b"json" in content_type
         if self.request.extensions.get("tether.stream"):
@@ -203,8 +212,9 @@ class Call:
 
     def after_response(self, response: httpx2.Response) -> float | None:
         """Record a response; the wait before retrying, or ``None`` when the call is done."""
-        if self.seen is not None:
-            self.seen.peers.append(_peer(response))
+        seen = self.seen
+        if seen is not None:
+            seen.peers += (_peer(response),)
         wait = self.state.on_response(response.status_code, response.headers, self._request_id)
         self._log_attempt(response)
         return wait
@@ -213,8 +223,9 @@ class Call:
         """Record a transport exception; the wait before retrying, or ``None`` when the call is done."""
         description = redact_text(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         wait = self.state.on_error(exc, description)
-        if self.seen is not None:
-            self.seen.peers.append(None)
+        seen = self.seen
+        if seen is not None:
+            seen.peers += (None,)
         self._log_attempt(None)
         return wait
 
@@ -226,19 +237,19 @@ class Call:
         extensions = response.extensions
         extensions["tether.integration"] = self.spec.integration
         extensions["tether.attempts"] = tuple(self.state.attempts)
-        extensions["tether.elapsed"] = self.state.elapsed()
+        extensions["tether.elapsed"] = elapsed = self.state.elapsed()
         extensions["tether.waited"] = sum(attempt.wait for attempt in self.state.attempts)
         if self.spec.validator is not None:  # validate = true: response.json() checks the body with it
             extensions["tether.validator"] = self.spec.validator
         failed = response.status_code >= 400
         self._log_call(response.status_code, None, failed=failed)
         if not failed:
-            self._record(response, None)
+            self._record(response, None, elapsed)
             return response
         error = error_for_response(self.spec.info, self.request, response, self.state)
         # A 401 the auth flow renews and replays goes back to it: the replay makes the call's record, and raises.
         if not (response.status_code == 401 and self.request.extensions.get(AUTH_REPLAYS_401, False)):
-            self._record(response, error)
+            self._record(response, error, elapsed)
             if self.request.extensions.get("tether.raise_for_status", self.spec.raise_for_status):
                 raise error
         extensions["tether.error"] = error
@@ -251,12 +262,13 @@ class Call:
         self._record(None, error)
         return error
 
-    def _record(self, response: httpx2.Response | None, error: errors.CallError | None) -> None:
+    def _record(
+        self, response: httpx2.Response | None, error: errors.CallError | None, elapsed: float | None = None
+    ) -> None:
+        """Hand the call's record to the recorder, if calls are recorded; ``elapsed`` when already measured."""
         recorder = self.spec.recorder
         if recorder is not None:
-            give_up = self.state.give_up
-            outcome = give_up.value if give_up else ("success" if error is None else "not retryable")
-            recorder.record(call_record(self, response, error, outcome))
+            recorder.record(call_record(self, response, error, self.state.elapsed() if elapsed is None else elapsed))
 
     def _fields(self) -> dict[str, Any]:
         request = self.request
@@ -313,28 +325,25 @@ def _keyed(request: httpx2.Request, header: str | None) -> bool:
     return any(name in headers for name in _IDEMPOTENCY_HEADERS) or bool(header and header in headers)
 
 
-def _replayable(request: httpx2.Request) -> bool:
+def _body_size(request: httpx2.Request) -> int | None:
+    """The request body's size, or ``None`` while it is an unread stream (which cannot be sent twice)."""
     try:
-        request.content  # noqa: B018 - raises when the body is an unread stream
+        return len(request.content)
     except httpx2.RequestNotRead:
-        return False
-    return True
+        return None
 
 
-def _tokens_in(response: httpx2.Response) -> float:
-    """The tokens a buffered JSON response says the call used (0 when unread, unparsable or not said)."""
-    try:
-        body = response.content
-    except httpx2.ResponseNotRead:
-        return 0.0  # streamed: the usage comes at the end of the stream, which tether does not read
-    if b'"usage' not in body:
-        return 0.0  # most responses: skip parsing them
+def _tokens_in(body: bytes) -> float:
+    """The tokens a JSON response body says the call used (0 when unparsable or not said)."""
     try:
         return tokens_used(json.loads(body))
     except ValueError:
         return 0.0
 
 
+# The address alone of each "ip:port" the aiohttp transport reported, up to _PEER_HOSTS_KEPT of them.
+_PEER_HOSTS: dict[str, str] = {}
+_PEER_HOSTS_KEPT = 256
 # Each pooled connection's peer address, forgotten with the connection.
 _STREAM_PEERS: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
 
@@ -342,12 +351,14 @@ _STREAM_PEERS: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDicti
 def _peer(response: httpx2.Response | None) -> str | None:
     if response is None:
         return None
-    peer = response.extensions.get("tether.peer")
+    extensions = response.extensions
+    peer = extensions.get("tether.peer")
     if peer is not None:
-        # The aiohttp transport reports "ip:port" ("[v6]:port"); records and logs keep the address alone.
-        host = str(peer).rpartition(":")[0]
-        return host.strip("[]") or str(peer)
-    stream = response.extensions.get("network_stream")
+        try:
+            return _PEER_HOSTS[peer]  # a few servers answer many responses: parse each address once
+        except KeyError:
+            return _peer_host(peer)
+    stream = extensions.get("network_stream")
     if stream is None:
         return None
     # Asked once per connection: get_extra_info("server_addr") is a getpeername() system call, and a
@@ -364,3 +375,12 @@ def _peer(response: httpx2.Response | None) -> str | None:
     with contextlib.suppress(TypeError):  # a stream that cannot be weakly referenced is asked every time
         _STREAM_PEERS[stream] = peer
     return peer
+
+
+def _peer_host(peer: str) -> str:
+    """The address of the aiohttp transport's ``"ip:port"`` (``"[v6]:port"``): records and logs keep it alone."""
+    host = str(peer).rpartition(":")[0].strip("[]") or str(peer)
+    if len(_PEER_HOSTS) >= _PEER_HOSTS_KEPT:
+        _PEER_HOSTS.clear()  # more servers than expected: start over rather than grow without bound
+    _PEER_HOSTS[peer] = host
+    return host

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CallSpec", "Route"]
 
+# Endpoints remembered per spec, by method and path (see CallSpec.endpoint_of).
+_ENDPOINTS_KEPT = 1024
+
 
 @dataclass
 class CallSpec:
@@ -86,12 +89,23 @@ class CallSpec:
         self.watched_headers = {b"deprecation": "deprecation", b"sunset": "sunset"}
         if self.version_header:
             self.watched_headers[self.version_header.lower().encode("latin-1")] = "version"
+        self._endpoints: dict[tuple[str, str], str] = {}
 
     def endpoint_of(self, request: httpx2.Request) -> str:
         """The endpoint a record names: the matching ``endpoints`` pattern's path, else the path as a template."""
-        path = relative_path(request.url.path, self.base_path)
+        # Remembered per method and path: a recorded call asks once, and most calls repeat a few paths.
+        key = (request.method, request.url.path)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            if len(self._endpoints) >= _ENDPOINTS_KEPT:
+                self._endpoints.clear()  # ids in paths: start over rather than grow without bound
+            endpoint = self._endpoints[key] = self._endpoint(*key)
+        return endpoint
+
+    def _endpoint(self, method: str, path: str) -> str:
+        path = relative_path(path, self.base_path)
         if self.routes:
-            pattern = self.routes.pattern(request.method, path)
+            pattern = self.routes.pattern(method, path)
             if pattern is not None:
                 return pattern.rpartition(" ")[2]
         return endpoint_template(path)
