@@ -12,8 +12,12 @@ into the same :class:`~tether.observe.records.CallRecord` values that were writt
 
 from __future__ import annotations
 
+import array
+import base64
+import itertools
 import json
 import operator
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -21,9 +25,26 @@ from tether.observe.records import CallRecord
 
 __all__ = ["Batch", "batch_schema", "is_plain", "pack", "unpack"]
 
-# The fields a packed call keeps, by position in CallRecord: at, method, endpoint, status, latency, peer,
-# bytes_sent, bytes_received, limit, limit_remaining, tokens, version, request_id.
+# The fields a packed call keeps, by position in CallRecord, and their names in a batch's body.
 _KEPT = operator.itemgetter(0, 2, 3, 4, 8, 10, 11, 12, 13, 14, 15, 16, 19)
+_COLUMNS = (
+    "at",
+    "method",
+    "endpoint",
+    "status",
+    "latency",
+    "peer",
+    "bytes_sent",
+    "bytes_received",
+    "limit",
+    "limit_remaining",
+    "tokens",
+    "version",
+    "request_id",
+)
+_DOUBLES = frozenset({"at", "latency"})
+_AT = operator.attrgetter("at")
+_INTEGRATION = operator.attrgetter("integration")
 
 # (at_first, at_last, integration, calls, body)
 Batch = tuple[float, float, str, int, str]
@@ -61,30 +82,76 @@ def is_plain(record: CallRecord) -> bool:
     )
 
 
-def pack(records: Iterable[CallRecord]) -> list[Batch]:
+def pack(records: Sequence[CallRecord]) -> list[Batch]:
     """``records`` (plain successes) as one batch per integration and minute.
 
     A batch never spans minutes, so retention (which drops a batch once its last call is old enough) keeps no
     call more than a minute past it.
     """
-    groups: dict[tuple[str, int], list[CallRecord]] = {}
+    if not records:
+        return []
+    ats = list(map(_AT, records))
+    first, last = min(ats), max(ats)
+    names = set(map(_INTEGRATION, records))
+    if len(names) == 1 and first // 60 == last // 60:  # a flush of one integration within a minute: the usual
+        return [(first, last, names.pop(), len(records), _encode(records))]
+    groups: dict[tuple[str, float], list[CallRecord]] = {}
     for record in records:
-        key = (record.integration, int(record.at // 60))
+        key = (record.integration, record.at // 60)
         group = groups.get(key)
         if group is None:
             groups[key] = group = []
         group.append(record)
     batches: list[Batch] = []
     for (integration, _), group in groups.items():
-        ats = [record.at for record in group]
-        body = json.dumps(list(map(_KEPT, group)), separators=(",", ":"))
-        batches.append((min(ats), max(ats), integration, len(group), body))
+        ats = list(map(_AT, group))
+        batches.append((min(ats), max(ats), integration, len(group), _encode(group)))
     return batches
 
 
 def unpack(integration: str, body: str) -> list[CallRecord]:
     """The records of a batch, in the order they were written."""
-    return [_record(integration, item) for item in json.loads(body)]
+    packed = json.loads(body)
+    count, same, each = packed["n"], packed["same"], packed["each"]
+    columns: list[Iterable[Any]] = []
+    for name in _COLUMNS:
+        if name in _DOUBLES:
+            columns.append(_doubles(each[name]))
+        elif name in same:
+            columns.append(itertools.repeat(same[name], count))
+        else:
+            columns.append(each[name])
+    return [_record(integration, item) for item in zip(*columns, strict=False)]
+
+
+def _encode(group: Sequence[CallRecord]) -> str:
+    """A batch's body: by column, each stored once when every call has the same value (the method, the status,
+    the version are), the times and latencies as binary doubles (exact, and far quicker to write than decimal
+    text: json.dumps spent a third of a microsecond on each float)."""
+    same: dict[str, Any] = {}
+    each: dict[str, Any] = {}
+    for name, values in zip(_COLUMNS, zip(*map(_KEPT, group), strict=True), strict=True):
+        if name in _DOUBLES:
+            each[name] = _base64_doubles(values)
+        elif values.count(values[0]) == len(values):
+            same[name] = values[0]
+        else:
+            each[name] = values
+    return json.dumps({"n": len(group), "same": same, "each": each}, separators=(",", ":"))
+
+
+def _base64_doubles(values: Sequence[float]) -> str:
+    doubles = array.array("d", values)
+    if sys.byteorder == "big":
+        doubles.byteswap()  # stored little-endian, whichever machine wrote them
+    return base64.b64encode(doubles.tobytes()).decode("ascii")
+
+
+def _doubles(text: str) -> list[float]:
+    doubles = array.array("d", base64.b64decode(text))
+    if sys.byteorder == "big":
+        doubles.byteswap()
+    return doubles.tolist()
 
 
 def _record(integration: str, item: Sequence[Any]) -> CallRecord:
