@@ -176,18 +176,11 @@ class CallLog:
         self, *, since: float, until: float | None = None, integration: str | None = None, limit: int | None = None
     ) -> list[StoredCall]:
         """Records from ``since`` (to ``until``), optionally of one integration, oldest first."""
-        clauses: list[str] = ["at >= ?"]
-        params: list[Any] = [since]
-        if until is not None:
-            clauses.append("at < ?")
-            params.append(until)
-        if integration is not None:
-            clauses.append("integration = ?")
-            params.append(integration)
-        tail = f"WHERE {' AND '.join(clauses)} ORDER BY at, id"  # by id would walk the whole table
+        where, params = _window("at", "at", since, until, integration)
+        tail = f"{where} ORDER BY at, id"  # by id would walk the whole table
         if limit is not None:
             tail += f" LIMIT {int(limit)}"
-        rows = self._select(tail, tuple(params))
+        rows = self._select(tail, params)
         packed = self._packed(since, until, integration, limit)
         merged = heapq.merge(rows, packed, key=lambda each: each.record.at)
         return list(itertools.islice(merged, limit))
@@ -196,22 +189,14 @@ class CallLog:
         self, since: float, until: float | None, integration: str | None, limit: int | None
     ) -> list[StoredCall]:
         """The plain successes of the window, oldest first, at most ``limit``."""
-        clauses: list[str] = ["at_last >= ?"]
-        params: list[Any] = [since]
-        if until is not None:
-            clauses.append("at_first < ?")
-            params.append(until)
-        if integration is not None:
-            clauses.append("integration = ?")
-            params.append(integration)
+        where, params = _window("at_last", "at_first", since, until, integration)  # the batches that overlap it
         statement = self.store.sql(
-            "SELECT at_first, integration, body, process FROM tether_call_batches "  # noqa: S608 - fixed parts
-            f"WHERE {' AND '.join(clauses)} ORDER BY at_first, id"
+            f"SELECT at_first, integration, body, process FROM tether_call_batches {where} ORDER BY at_first, id"  # noqa: S608
         )
         found: list[StoredCall] = []
         latest = float("-inf")
         with self.store.connection() as connection:
-            for at_first, name, body, process in connection.execute(statement, tuple(params)).fetchall():
+            for at_first, name, body, process in connection.execute(statement, params).fetchall():
                 # Batches come by their first call: once ``limit`` calls are in hand and the next batch starts
                 # after all of them, no later batch can hold an earlier call.
                 if limit is not None and len(found) >= limit and at_first > latest:
@@ -270,6 +255,21 @@ class CallLog:
         with self.store.connection() as connection:
             rows = connection.execute(statement, params).fetchall()
         return [_stored(row) for row in rows]
+
+
+def _window(
+    ends: str, starts: str, since: float, until: float | None, integration: str | None
+) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause of rows whose ``ends`` column is at or after ``since`` and ``starts`` before ``until``."""
+    clauses: list[str] = [f"{ends} >= ?"]
+    params: list[Any] = [since]
+    if until is not None:
+        clauses.append(f"{starts} < ?")
+        params.append(until)
+    if integration is not None:
+        clauses.append("integration = ?")
+        params.append(integration)
+    return f"WHERE {' AND '.join(clauses)}", tuple(params)
 
 
 _INSERT_BATCH = (
