@@ -19,7 +19,7 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ from tether.observe.packed import batch_schema, is_plain, pack, unpack
 from tether.observe.records import CallRecord, Try
 from tether.observe.rollup import Summaries, summary_schema
 from tether.observe.summary import Minute
-from tether.store import SqlConnection, Store
+from tether.store import SqlConnection, SqlCursor, Store
 
 __all__ = ["CallLog", "Minute", "StoredCall"]
 
@@ -196,7 +196,7 @@ class CallLog:
         found: list[StoredCall] = []
         latest = float("-inf")
         with self.store.connection() as connection:
-            for at_first, name, body, process in connection.execute(statement, params).fetchall():
+            for at_first, name, body, process in _fetched(connection.execute(statement, params)):
                 # Batches come by their first call: once ``limit`` calls are in hand and the next batch starts
                 # after all of them, no later batch can hold an earlier call.
                 if limit is not None and len(found) >= limit and at_first > latest:
@@ -255,6 +255,13 @@ class CallLog:
         with self.store.connection() as connection:
             rows = connection.execute(statement, params).fetchall()
         return [_stored(row) for row in rows]
+
+
+def _fetched(cursor: SqlCursor, size: int = 64) -> Iterator[Any]:
+    """The rows of ``cursor``, ``size`` at a time: a busy day holds thousands of batches, and a read with a
+    limit stops early."""
+    while rows := cursor.fetchmany(size):
+        yield from rows
 
 
 def _window(

@@ -71,6 +71,8 @@ class SqlCursor(Protocol):
 
     def fetchall(self) -> list[Any]: ...
 
+    def fetchmany(self, size: int = ..., /) -> list[Any]: ...
+
 
 class SqlConnection(Protocol):
     """The part of a DB-API connection tether's components use (``sqlite3`` and psycopg 3 both have it)."""
