@@ -23,6 +23,7 @@ hands the connection back to the pool at once; larger or unsized bodies stream.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import ssl
 from collections.abc import AsyncIterator, Coroutine
@@ -52,9 +53,6 @@ _NO_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-T
 # The ClientTimeout cache only grows with distinct timeout configurations; this bounds a caller
 # that invents a new timeout per request.
 _TIMEOUT_CACHE_SIZE: Final = 64
-# The "ip:port" text of each socket address the transport saw, up to _PEER_TEXTS_KEPT of them.
-_PEER_TEXTS: dict[Any, str] = {}
-_PEER_TEXTS_KEPT: Final = 256
 
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
@@ -213,13 +211,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         }
         peer = response.peer if isinstance(response, _PeerResponse) else None
         if peer:
-            # Formatted once per address: a pooled connection answers many requests from the same one.
-            text = _PEER_TEXTS.get(peer)
-            if text is None:
-                if len(_PEER_TEXTS) >= _PEER_TEXTS_KEPT:
-                    _PEER_TEXTS.clear()  # more servers than expected: start over rather than grow
-                text = _PEER_TEXTS[peer] = _format_peer(peer)
-            response_extensions["tether.peer"] = text
+            response_extensions["tether.peer"] = _format_peer(peer)
 
         body_stream: httpx2.AsyncByteStream
         length = response.content_length
@@ -347,6 +339,7 @@ def _raise_mapped(exc: Exception, *, pool_full: bool = False, reading_body: bool
     raise mapped(message) from cause
 
 
+@functools.lru_cache(maxsize=256)  # formatted once per address: a pooled connection answers many requests
 def _format_peer(peer: Any) -> str:
     host, port = peer[0], peer[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

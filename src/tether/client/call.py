@@ -8,6 +8,7 @@ The state backend's answers (rate limit, pause, breaker) pass through it the sam
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import uuid
 import weakref
@@ -341,9 +342,6 @@ def _tokens_in(body: bytes) -> float:
         return 0.0
 
 
-# The address alone of each "ip:port" the aiohttp transport reported, up to _PEER_HOSTS_KEPT of them.
-_PEER_HOSTS: dict[str, str] = {}
-_PEER_HOSTS_KEPT = 256
 # Each pooled connection's peer address, forgotten with the connection.
 _STREAM_PEERS: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
 
@@ -354,10 +352,7 @@ def _peer(response: httpx2.Response | None) -> str | None:
     extensions = response.extensions
     peer = extensions.get("tether.peer")
     if peer is not None:
-        try:
-            return _PEER_HOSTS[peer]  # a few servers answer many responses: parse each address once
-        except KeyError:
-            return _peer_host(peer)
+        return _peer_host(peer)
     stream = extensions.get("network_stream")
     if stream is None:
         return None
@@ -377,10 +372,7 @@ def _peer(response: httpx2.Response | None) -> str | None:
     return peer
 
 
+@functools.lru_cache(maxsize=256)  # a few servers answer many responses: each address is parsed once
 def _peer_host(peer: str) -> str:
     """The address of the aiohttp transport's ``"ip:port"`` (``"[v6]:port"``): records and logs keep it alone."""
-    host = str(peer).rpartition(":")[0].strip("[]") or str(peer)
-    if len(_PEER_HOSTS) >= _PEER_HOSTS_KEPT:
-        _PEER_HOSTS.clear()  # more servers than expected: start over rather than grow without bound
-    _PEER_HOSTS[peer] = host
-    return host
+    return str(peer).rpartition(":")[0].strip("[]") or str(peer)
