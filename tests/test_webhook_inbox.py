@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from tether.store import Store
 from tether.store.postgres import PostgresStore
 from tether.store.sqlite import SqliteStore
 from tether.webhooks.inbox import Inbox, Incoming
+from tether.webhooks.writer import InboxWriter
 
 
 class Wall:
@@ -57,6 +59,22 @@ def test_add_commits_new_events_and_reports_duplicates(inbox: Inbox) -> None:
         "stripe": {"pending": 3, "processing": 0, "done": 0, "dead": 0},
         "github": {"pending": 1, "processing": 0, "done": 0, "dead": 0},
     }
+
+
+def test_a_batch_larger_than_one_statement_reports_each_event(inbox: Inbox) -> None:
+    already = [event(f"evt_{n}") for n in range(0, 700, 7)]
+    assert inbox.add(already) == [True] * len(already)
+    batch = [event(f"evt_{n}") for n in range(700)]  # over two statements' worth, some already stored
+    assert inbox.add(batch) == [n % 7 != 0 for n in range(700)]
+    assert inbox.counts()["stripe"]["pending"] == 700
+
+
+def test_duplicates_are_told_apart_from_new_events_with_the_same_receipt_time(inbox: Inbox) -> None:
+    """Whether an event is new never depends on clocks: the same event re-sent in the same instant is a
+    duplicate, and new events in a batch with duplicates are all reported new."""
+    assert inbox.add([event("evt_a", at=5.0)]) == [True]
+    assert inbox.add([event("evt_b", at=5.0), event("evt_a", at=5.0), event("evt_c", at=5.0)]) == [True, False, True]
+    assert inbox.add([event("evt_c", at=4.0), event("evt_d", at=4.0)]) == [False, True]
 
 
 def test_a_stored_event_keeps_its_raw_body_and_headers(inbox: Inbox) -> None:
@@ -163,3 +181,22 @@ def test_concurrent_claimers_never_take_the_same_event(inbox: Inbox) -> None:
     assert len(every) == total
     assert len(set(every)) == total, "no event was claimed twice"
     assert inbox.counts()["stripe"]["done"] == total
+
+
+def test_the_writer_commits_every_accepted_event_before_it_stops(inbox: Inbox) -> None:
+    writer = InboxWriter(inbox, max_batch=7)
+    writer.start()
+
+    async def send() -> list[bool]:
+        firsts = await asyncio.gather(*(writer.accept(event(f"evt_{n}")) for n in range(50)))
+        again = await asyncio.gather(*(writer.accept(event(f"evt_{n}")) for n in range(0, 60, 2)))
+        return [*firsts, *again]
+
+    answers = asyncio.run(send())
+    writer.stop()
+    assert answers == [True] * 50 + [n >= 50 for n in range(0, 60, 2)]
+    assert writer.events == 80
+    assert writer.batches >= 80 // 7, "no batch is larger than max_batch"
+    assert inbox.counts()["stripe"]["pending"] == 55
+    with pytest.raises(RuntimeError, match="not running"):
+        asyncio.run(writer.accept(event("evt_late")))

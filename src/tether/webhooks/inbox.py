@@ -20,10 +20,9 @@ several ``tether serve`` instances share one inbox without taking the same event
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -75,7 +74,7 @@ _POSTGRES_SCHEMA = (
 _COLUMNS = "id, integration, event_id, event_type, status, attempts, due_at, received_at, completed_at, last_error"
 _SELECT_ONE = f"SELECT {_COLUMNS}, headers, body FROM tether_webhook_events WHERE id = ?"  # noqa: S608 - fixed
 _INSERT_COLUMNS = "(integration, event_id, event_type, status, attempts, due_at, received_at, headers, body)"
-_ROWS_PER_STATEMENT = 200  # 9 parameters a row: far below either backend's limit
+_ROWS_PER_STATEMENT = 256  # 7 parameters a row: far below either backend's limit (SQLite 3.32+: 32,766)
 _LAST_ERROR_LIMIT = 2000
 
 
@@ -157,34 +156,56 @@ class Inbox:
         if not events:
             return []
         self.ensure_schema()
-        inserted: set[tuple[str, str]] = set()
-        with self._transaction(durable=True) as connection:
-            for start in range(0, len(events), _ROWS_PER_STATEMENT):
-                chunk = events[start : start + _ROWS_PER_STATEMENT]
-                values = ", ".join(["(?, ?, ?, 'pending', 0, ?, ?, ?, ?)"] * len(chunk))
-                params: list[Any] = []
-                for event in chunk:
-                    params += [
-                        event.integration,
-                        event.event_id,
-                        event.event_type,
-                        event.received_at,
-                        event.received_at,
-                        json.dumps(event.headers, separators=(",", ":")),
-                        event.body,
-                    ]
-                statement = (
-                    f"INSERT INTO tether_webhook_events {_INSERT_COLUMNS} VALUES {values} "  # noqa: S608 - placeholders and fixed column names only
-                    "ON CONFLICT (integration, event_id) DO NOTHING RETURNING integration, event_id"
-                )
-                rows = connection.execute(self.store.sql(statement), params).fetchall()
-                inserted.update((row[0], row[1]) for row in rows)
+        # The first of each event id in the batch is the one that may be new; any later one is a duplicate.
+        first: dict[tuple[str, str], Incoming] = {}
+        for event in events:
+            first.setdefault((event.integration, event.event_id), event)
+        unique = list(first.values())
+        stored = self._add_postgres(unique) if self._postgres else self._add_sqlite(unique)
         new: list[bool] = []
         for event in events:
             key = (event.integration, event.event_id)
-            new.append(key in inserted)
-            inserted.discard(key)  # the same event twice in one batch: the second is a duplicate
+            new.append(key in stored and first[key] is event)
         return new
+
+    def _add_postgres(self, events: list[Incoming]) -> set[tuple[str, str]]:
+        inserted: set[tuple[str, str]] = set()
+        with self.store.transaction() as connection:
+            for start in range(0, len(events), _ROWS_PER_STATEMENT):
+                chunk = events[start : start + _ROWS_PER_STATEMENT]
+                statement = _insert(len(chunk)) + " RETURNING integration, event_id"
+                rows = connection.execute(self.store.sql(statement), _params(chunk)).fetchall()
+                inserted.update((row[0], row[1]) for row in rows)
+        return inserted
+
+    def _add_sqlite(self, events: list[Incoming]) -> set[tuple[str, str]]:
+        """Insert with ``synchronous=FULL``: on disk when it returns.
+
+        Few statements, because each one releases the GIL and takes it back, and taking it back waits for the
+        event loop's thread when that is busy: one query for the events already stored, then the new ones in
+        one INSERT, its own transaction (the connection is in autocommit mode), when they fit one statement.
+        """
+        # The SQLite store's lock is reentrant and its connection shared: no other thread's statement runs
+        # between these, nor between the pragma and the insert.
+        with self.store.connection() as connection:
+            stored = _stored(connection, events)
+            fresh = [event for event in events if (event.integration, event.event_id) not in stored]
+            if not fresh:
+                return set()
+            connection.execute("PRAGMA synchronous=FULL")
+            try:
+                if len(fresh) <= _ROWS_PER_STATEMENT:
+                    connection.execute(_insert(len(fresh)), _params(fresh))
+                else:
+                    with self.store.transaction() as same:
+                        for start in range(0, len(fresh), _ROWS_PER_STATEMENT):
+                            chunk = fresh[start : start + _ROWS_PER_STATEMENT]
+                            same.execute(_insert(len(chunk)), _params(chunk))
+            finally:
+                connection.execute("PRAGMA synchronous=NORMAL")
+        # Another process may have stored one of them between the query and the insert (a provider sending
+        # the same event to two instances at once): it is stored once all the same, and both answer "accepted".
+        return {(event.integration, event.event_id) for event in fresh}
 
     # -- the workers' side -------------------------------------------------------------------------------------
 
@@ -204,7 +225,7 @@ class Inbox:
             f"ORDER BY due_at, id LIMIT ?{lock}) "
             "RETURNING id, integration, event_id, event_type, attempts, received_at, headers, body"
         )
-        with self._transaction() as connection:
+        with self.store.transaction() as connection:
             rows = connection.execute(self.store.sql(statement), [holder, now + lease, now, *names, limit]).fetchall()
         claimed = [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), bytes(r[7])) for r in rows]
         return sorted(claimed, key=lambda event: event.id)
@@ -262,7 +283,7 @@ class Inbox:
         )
         if integration is not None:
             statement += " AND integration = ?"
-        with self._transaction() as connection:
+        with self.store.transaction() as connection:
             rows = connection.execute(
                 self.store.sql(statement + " RETURNING id"),
                 [self._wall(), *params, *([integration] if integration is not None else [])],
@@ -348,23 +369,47 @@ class Inbox:
 
     def _count(self, statement: str, params: tuple[Any, ...]) -> int:
         self.ensure_schema()
-        with self._transaction() as connection:
+        with self.store.transaction() as connection:
             return int(connection.execute(self.store.sql(statement), params).rowcount)
 
-    @contextlib.contextmanager
-    def _transaction(self, *, durable: bool = False) -> Iterator[SqlConnection]:
-        """The store's transaction; on SQLite, when ``durable``, committed with ``synchronous=FULL``: the
-        commit is on disk when it returns (PostgreSQL's commits are already)."""
-        if not durable or self._postgres:
-            with self.store.transaction() as connection:
-                yield connection
-            return
-        # The SQLite store's lock is reentrant and its connection shared, so the pragma and the transaction
-        # are on one connection, with no other thread's statement in between.
-        with self.store.connection() as connection:
-            connection.execute("PRAGMA synchronous=FULL")
-            try:
-                with self.store.transaction() as same:
-                    yield same
-            finally:
-                connection.execute("PRAGMA synchronous=NORMAL")
+
+def _insert(rows: int) -> str:
+    """An INSERT of ``rows`` new pending events that skips those already in the inbox."""
+    values = ", ".join(["(?, ?, ?, 'pending', 0, ?, ?, ?, ?)"] * rows)
+    return (
+        f"INSERT INTO tether_webhook_events {_INSERT_COLUMNS} VALUES {values} "  # noqa: S608 - placeholders and fixed column names only
+        "ON CONFLICT (integration, event_id) DO NOTHING"
+    )
+
+
+def _params(events: Sequence[Incoming]) -> list[Any]:
+    params: list[Any] = []
+    for event in events:
+        params += [
+            event.integration,
+            event.event_id,
+            event.event_type,
+            event.received_at,
+            event.received_at,
+            json.dumps(event.headers, separators=(",", ":")),
+            event.body,
+        ]
+    return params
+
+
+def _stored(connection: SqlConnection, events: Sequence[Incoming]) -> set[tuple[str, str]]:
+    """Which of ``events`` the inbox holds already (by integration and event id)."""
+    ids: dict[str, list[str]] = {}
+    for event in events:
+        ids.setdefault(event.integration, []).append(event.event_id)
+    stored: set[tuple[str, str]] = set()
+    for integration, names in ids.items():
+        for start in range(0, len(names), _ROWS_PER_STATEMENT):
+            chunk = names[start : start + _ROWS_PER_STATEMENT]
+            marks = ", ".join("?" * len(chunk))
+            rows = connection.execute(
+                f"SELECT event_id FROM tether_webhook_events WHERE integration = ? AND event_id IN ({marks})",  # noqa: S608 - placeholders only
+                [integration, *chunk],
+            ).fetchall()
+            stored.update((integration, row[0]) for row in rows)
+    return stored

@@ -146,8 +146,11 @@ class WebhookReceiver:
         if scope["type"] != "http":
             return
         status, body, headers = await self._handle(scope, receive)
-        await send({"type": "http.response.start", "status": status, "headers": [*_JSON, *headers]})
-        await send({"type": "http.response.body", "body": json.dumps(body, separators=(",", ":")).encode()})
+        content = json.dumps(body, separators=(",", ":")).encode()
+        # With a Content-Length the server sends the body as it is, rather than as a chunked stream.
+        headers = [*_JSON, (b"content-length", b"%d" % len(content)), *headers]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
         path: str = scope["path"]

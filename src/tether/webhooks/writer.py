@@ -10,8 +10,8 @@ still gets its answer only after its own event is committed.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
+import queue
 import threading
 from collections.abc import Callable
 
@@ -36,8 +36,10 @@ class InboxWriter:
         self.inbox = inbox
         self.max_batch = max_batch
         self.on_commit = on_commit
-        self._waiting: collections.deque[_Waiting] = collections.deque()
-        self._condition = threading.Condition()
+        # The hand-off is a SimpleQueue (C: a put wakes the writer without running Python code in the request);
+        # the lock only orders accept() against stop(), so that nothing is queued behind the stop marker.
+        self._queue: queue.SimpleQueue[_Waiting | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.batches = 0
@@ -50,7 +52,7 @@ class InboxWriter:
 
     def start(self) -> None:
         """Start the writer's thread (once; later calls do nothing)."""
-        with self._condition:
+        with self._lock:
             if self._thread is not None:
                 return
             self._stopping = False
@@ -66,30 +68,36 @@ class InboxWriter:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
-        with self._condition:
+        with self._lock:
             if self._stopping or self._thread is None:
                 raise RuntimeError("the webhook inbox writer is not running")
-            self._waiting.append((event, loop, future))
-            self._condition.notify()
+            self._queue.put((event, loop, future))
         return await future
 
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what is waiting, then stop the thread."""
-        with self._condition:
+        with self._lock:
             thread, self._thread = self._thread, None
+            if thread is not None and not self._stopping:
+                self._queue.put(None)  # the stop marker: after every accepted event
             self._stopping = True
-            self._condition.notify()
         if thread is not None:
             thread.join(timeout)
 
     def _run(self) -> None:
+        take = self._queue.get
         while True:
-            with self._condition:
-                while not self._waiting and not self._stopping:
-                    self._condition.wait()
-                if not self._waiting:
+            first = take()
+            if first is None:
+                return
+            batch = [first]
+            # Only this thread takes from the queue, so what qsize() counts is there to take without waiting.
+            for _ in range(min(self.max_batch - 1, self._queue.qsize())):
+                waiting = take()
+                if waiting is None:
+                    self._commit(batch)
                     return
-                batch = [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
+                batch.append(waiting)
             self._commit(batch)
 
     def _commit(self, batch: list[_Waiting]) -> None:
