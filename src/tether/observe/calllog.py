@@ -195,7 +195,7 @@ class CallLog:
         )
         found: list[StoredCall] = []
         latest = float("-inf")
-        with self.store.connection() as connection:
+        with self.store.reading() as connection:
             for at_first, name, body, process in _fetched(connection.execute(statement, params)):
                 # Batches come by their first call: once ``limit`` calls are in hand and the next batch starts
                 # after all of them, no later batch can hold an earlier call.
@@ -238,21 +238,21 @@ class CallLog:
 
     def _max_id(self, table: str) -> int:
         self.ensure_schema()
-        with self.store.connection() as connection:
+        with self.store.reading() as connection:
             row = connection.execute(f"SELECT MAX(id) FROM {table}").fetchone()  # noqa: S608 - fixed names
         return int(row[0] or 0)
 
     def _batches(self, tail: str, params: tuple[Any, ...]) -> list[tuple[int, list[CallRecord]]]:
         self.ensure_schema()
         statement = self.store.sql(f"SELECT id, integration, body FROM tether_call_batches {tail}")  # noqa: S608
-        with self.store.connection() as connection:
+        with self.store.reading() as connection:
             rows = connection.execute(statement, params).fetchall()
         return [(int(id_), unpack(name, body)) for id_, name, body in rows]
 
     def _select(self, tail: str, params: tuple[Any, ...]) -> list[StoredCall]:
         self.ensure_schema()
         statement = self.store.sql(f"SELECT id, {_CALL_COLUMNS} FROM tether_calls {tail}")  # noqa: S608 - fixed parts
-        with self.store.connection() as connection:
+        with self.store.reading() as connection:
             rows = connection.execute(statement, params).fetchall()
         return [_stored(row) for row in rows]
 

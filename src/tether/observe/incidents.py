@@ -242,7 +242,7 @@ class Alerter:
     def _select(self, tail: str, params: tuple[Any, ...]) -> list[Incident]:
         self.ensure_schema()
         statement = self.store.sql(f"SELECT {_COLUMNS} FROM tether_alerts {tail}")  # noqa: S608 - fixed parts
-        with self.store.connection() as connection:
+        with self.store.reading() as connection:
             rows = connection.execute(statement, params).fetchall()
         return [
             Incident(

@@ -197,7 +197,7 @@ class Summaries:
         )
         names = sorted(totals)
         rows = []
-        with self.store.connection() as connection:
+        with self.store.reading() as connection:
             # 40 integrations a statement: 400 parameters, within any SQLite build's limit.
             for start in range(0, len(names), 40):
                 chunk = names[start : start + 40]
@@ -214,7 +214,7 @@ class Summaries:
             f"SELECT integration, minute / ? * ? AS slot, {sums}, MAX(max_usage), NULL, NULL, NULL "  # noqa: S608
             "FROM tether_call_minutes WHERE minute >= ? AND minute <= ? GROUP BY integration, slot ORDER BY slot"
         )
-        with self.store.connection() as connection:
+        with self.store.reading() as connection:
             rows = connection.execute(self.store.sql(statement), (step, step, first, last)).fetchall()
         return [(row[0], _minute(row)) for row in rows]
 
@@ -226,7 +226,7 @@ class Summaries:
         if last is not None:
             statement += f" AND {unit} <= ?"
             params.append(last)
-        with self.store.connection() as connection:
+        with self.store.reading() as connection:
             rows = connection.execute(self.store.sql(statement + f" ORDER BY {unit}"), params).fetchall()
         if unit == "hour":
             return [(row[0], _minute((*row, None, None, None))) for row in rows]

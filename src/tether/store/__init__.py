@@ -101,6 +101,15 @@ class Store(abc.ABC):
         statement commits on its own unless the block runs ``BEGIN``/``COMMIT`` itself.
         """
 
+    def reading(self) -> contextlib.AbstractContextManager[SqlConnection]:
+        """A connection for the ``with`` block's queries, which must not write.
+
+        Long reads (the dashboard's, the inbox counts) go here: on SQLite it is a connection of its own, so
+        they read a snapshot while the store's connection goes on writing (webhook events, call records)
+        instead of waiting for them. On PostgreSQL every block has a pooled connection of its own already.
+        """
+        return self.connection()
+
     @abc.abstractmethod
     def ensure_schema(self, name: str, statements: Iterable[str]) -> None:
         """Run ``statements`` (idempotent DDL) once per process for the component ``name``."""

@@ -48,6 +48,8 @@ class SqliteStore(Store):
         self._schemas: set[str] = set()
         self._closed = False
         self._cache: CacheStorage | None = None
+        self._read_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
@@ -59,6 +61,28 @@ class SqliteStore(Store):
         """
         with self._lock:
             yield self._connect()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A second connection, for queries only (see :meth:`Store.reading`): WAL lets it read while the
+        store's connection writes. An in-memory store has one connection, so it reads there."""
+        if self.path == MEMORY:
+            with self.connection() as connection:
+                yield connection
+            return
+        with self._read_lock:
+            if self._closed:
+                raise RuntimeError(f"the store {self.url} is closed")
+            if self._reader is None:
+                with self._lock:
+                    self._connect()  # the file exists, in WAL mode, before a second connection opens it
+                reader = sqlite3.connect(
+                    self.path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+                )
+                reader.execute("PRAGMA query_only=ON")
+                self._reader = reader
+                weakref.finalize(self, reader.close)
+            yield self._reader
 
     def ensure_schema(self, name: str, statements: Iterable[str]) -> None:
         """Run ``statements`` (idempotent DDL) once per process for the component ``name``."""
@@ -92,6 +116,10 @@ class SqliteStore(Store):
             if self._finalizer is not None:
                 self._finalizer()  # closes the connection, once
             self._connection = None
+        with self._read_lock:  # after the read in progress, if there is one
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     def _connect(self) -> sqlite3.Connection:
         if self._closed:

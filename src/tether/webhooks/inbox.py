@@ -33,6 +33,8 @@ __all__ = ["STATUSES", "Claimed", "Inbox", "Incoming", "Status", "StoredEvent"]
 Status = Literal["pending", "processing", "done", "dead"]
 STATUSES: tuple[Status, ...] = ("pending", "processing", "done", "dead")
 
+# The inbox counts (dashboard, /metrics) read this index alone, not every event's row with its body.
+_COUNTS_INDEX = "CREATE INDEX IF NOT EXISTS tether_webhook_events_counts ON tether_webhook_events (integration, status)"
 _SQLITE_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS tether_webhook_events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -51,6 +53,7 @@ _SQLITE_SCHEMA = (
         UNIQUE (integration, event_id))""",
     "CREATE INDEX IF NOT EXISTS tether_webhook_events_due ON tether_webhook_events (status, due_at)",
     "CREATE INDEX IF NOT EXISTS tether_webhook_events_received ON tether_webhook_events (received_at)",
+    _COUNTS_INDEX,
 )
 _POSTGRES_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS tether_webhook_events (
@@ -70,6 +73,7 @@ _POSTGRES_SCHEMA = (
         UNIQUE (integration, event_id))""",
     "CREATE INDEX IF NOT EXISTS tether_webhook_events_due ON tether_webhook_events (status, due_at)",
     "CREATE INDEX IF NOT EXISTS tether_webhook_events_received ON tether_webhook_events (received_at)",
+    _COUNTS_INDEX,
 )
 _COLUMNS = "id, integration, event_id, event_type, status, attempts, due_at, received_at, completed_at, last_error"
 _SELECT_ONE = f"SELECT {_COLUMNS}, headers, body FROM tether_webhook_events WHERE id = ?"  # noqa: S608 - fixed
@@ -312,14 +316,14 @@ class Inbox:
             statement += " LIMIT ?"
             params.append(limit)
         self.ensure_schema()
-        with self.store.connection() as connection:
+        with self.store.reading() as connection:
             rows = connection.execute(self.store.sql(statement), params).fetchall()
         return [StoredEvent(*row) for row in rows]
 
     def get(self, id_: int) -> tuple[StoredEvent, dict[str, str], bytes] | None:
         """One event with its headers and raw body, or ``None``."""
         self.ensure_schema()
-        with self.store.connection() as connection:
+        with self.store.reading() as connection:
             row = connection.execute(
                 self.store.sql(_SELECT_ONE),
                 (id_,),
@@ -331,7 +335,7 @@ class Inbox:
     def counts(self) -> dict[str, dict[str, int]]:
         """``{integration: {status: count}}`` over the whole inbox."""
         self.ensure_schema()
-        with self.store.connection() as connection:
+        with self.store.reading() as connection:
             rows = connection.execute(
                 "SELECT integration, status, COUNT(*) FROM tether_webhook_events GROUP BY integration, status"
             ).fetchall()
