@@ -213,6 +213,15 @@ records = st.builds(
 )
 
 
+@given(st.lists(records, max_size=40))
+def test_add_all_counts_as_add_on_each_does(drawn: list[CallRecord]) -> None:
+    one_by_one, all_at_once = Minute(), Minute()
+    for each in drawn:
+        one_by_one.add(each)
+    all_at_once.add_all(drawn)
+    assert_same(all_at_once, one_by_one)
+
+
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(st.lists(records, max_size=25), min_size=1, max_size=3))
 def test_summaries_equal_a_recount_of_the_records(log: CallLog, batches: list[list[CallRecord]]) -> None:

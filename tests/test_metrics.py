@@ -427,3 +427,67 @@ def test_log_follower_still_reads_a_skipped_id_that_appears_within_settle(follow
         followed.clock.now += 29.5
         first.commit()
     assert ids_of(follower.read()) == ["slow"]
+
+
+metric_records = st.builds(
+    lambda at, name, path, status, outcome, latency, attempts, tokens, limit, left, sunset: CallRecord(
+        at,
+        name,
+        "GET",
+        path,
+        status,
+        outcome,
+        latency=latency,
+        attempts=attempts,
+        bytes_received=attempts * 100,
+        tokens=tokens,
+        limit=limit,
+        limit_remaining=left,
+        sunset=sunset,
+    ),
+    st.floats(1.7e9, 1.7e9 + 600),
+    st.sampled_from(["stripe", "openai"]),
+    st.sampled_from(["/v1/a", "/v1/b"]),
+    st.sampled_from([200, 201, 401, 429, 503, None]),
+    st.sampled_from(["success", "circuit open", "retries exhausted"]),
+    st.floats(0, 40, allow_nan=False),
+    st.integers(0, 4),
+    st.none() | st.integers(0, 5000),
+    st.none() | st.sampled_from([0.0, 100.0]),
+    st.none() | st.floats(0, 120, allow_nan=False),
+    st.none() | st.just("Wed, 11 Nov 2026 23:59:59 GMT"),
+)
+
+
+@settings(max_examples=60)
+@given(st.lists(metric_records, max_size=30))
+def test_a_batch_counts_as_its_records_one_at_a_time(records: list[CallRecord]) -> None:
+    """observe() reads a batch a column at a time; what it exports is what the records give one by one."""
+    batched, single = CollectorRegistry(), CollectorRegistry()
+    CallMetrics(batched, wall=lambda: 1.7e9 + 700).observe(records)
+    one_by_one = CallMetrics(single, wall=lambda: 1.7e9 + 700)
+    for record in records:
+        one_by_one.observe([record])
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in registry.collect()
+            for sample in family.samples
+            if not sample.name.endswith("_created")
+        }
+
+    got, expected = samples(batched), samples(single)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    for name in {record.integration for record in records}:  # and the counters are the records' sums
+        mine = [record for record in records if record.integration == name]
+        labels = (("integration", name),)
+        assert got[("tether_request_attempts_total", labels)] == sum(record.attempts for record in mine)
+        assert got.get(("tether_ai_tokens_total", labels), 0) == sum(record.tokens or 0 for record in mine)
+        assert got.get(("tether_response_bytes_total", labels), 0) == sum(record.bytes_received for record in mine)
+        calls = sum(
+            value for (metric, found), value in got.items() if metric == "tether_requests_total" and labels[0] in found
+        )
+        assert calls == len(mine)

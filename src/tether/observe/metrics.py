@@ -27,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import functools
 import itertools
+import operator
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -103,34 +105,40 @@ class CallMetrics(Collector):
         """
         counts: collections.Counter[tuple[str, str, str, str, str]] = collections.Counter()
         latencies: dict[tuple[str, str, str], list[float]] = {}
-        buckets = LATENCY_BUCKETS
         per_integration: dict[str, list[int]] = {}
         usage: dict[str, float] = {}
         refused: dict[str, float] = {}
         deprecated: dict[str, float | None] = {}
-        for record in records:
-            integration, status, latency = record.integration, record.status, record.latency
-            key = (integration, record.method, record.endpoint)
-            counts[(*key, "none" if status is None else str(status), "true" if failed(status) else "false")] += 1
+        # A column at a time per label set: a batch is mostly one integration's calls to a few endpoints, and
+        # this runs for every call the application makes.
+        for key, group in _by_labels(records).items():
+            for status, count in collections.Counter(map(_STATUS, group)).items():
+                code = "none" if status is None else str(status)
+                counts[(*key, code, "true" if failed(status) else "false")] += count
             histogram = latencies.get(key)
             if histogram is None:
-                latencies[key] = histogram = [0.0] * (len(buckets) + 2)
-            histogram[bisect.bisect_left(buckets, latency)] += 1  # "le": a value on a bound is in its bucket
-            histogram[-1] += latency
-            sums = per_integration.get(integration)
+                latencies[key] = histogram = [0.0] * (len(LATENCY_BUCKETS) + 2)
+            durations = list(map(_LATENCY, group))
+            for index, count in collections.Counter(map(_BUCKET_OF, durations)).items():
+                histogram[index] += count  # "le": a value on a bound is in its bucket
+            histogram[-1] += sum(durations)
+            sums = per_integration.get(key[0])
             if sums is None:
-                sums = per_integration[integration] = [0, 0, 0]
-            sums[0] += record.attempts
-            sums[1] += record.tokens or 0
-            sums[2] += record.bytes_received
-            if record.limit is not None:
-                ratio = record.usage
-                if ratio is not None:
-                    usage[integration] = ratio  # the latest in the batch, as the records come in order
-            if record.outcome == "circuit open":
-                refused[integration] = max(record.at, refused.get(integration, 0.0))
-            if record.deprecation or record.sunset:
-                deprecated[integration] = _sunset_timestamp(record.sunset)
+                sums = per_integration[key[0]] = [0, 0, 0]
+            sums[0] += sum(map(_ATTEMPTS, group))
+            sums[1] += sum(filter(None, map(_TOKENS, group)))
+            sums[2] += sum(map(_RECEIVED, group))
+        if _noteworthy(records):
+            for record in records:
+                integration = record.integration
+                if record.limit is not None:
+                    ratio = record.usage
+                    if ratio is not None:
+                        usage[integration] = ratio  # the latest in the batch, as the records come in order
+                if record.outcome == "circuit open":
+                    refused[integration] = max(record.at, refused.get(integration, 0.0))
+                if record.deprecation or record.sunset:
+                    deprecated[integration] = _sunset_timestamp(record.sunset)
         with self._lock:
             for key, histogram in latencies.items():
                 total = self._durations.get(key)
@@ -360,3 +368,43 @@ def _sunset_timestamp(value: str | None) -> float | None:
         return parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError):
         return None
+
+
+_STATUS = operator.attrgetter("status")
+_LATENCY = operator.attrgetter("latency")
+_ATTEMPTS = operator.attrgetter("attempts")
+_TOKENS = operator.attrgetter("tokens")
+_RECEIVED = operator.attrgetter("bytes_received")
+_LABELS = operator.attrgetter("integration", "method", "endpoint")
+_LIMIT = operator.attrgetter("limit")  # 0 or None: no usage to read
+_OUTCOME = operator.attrgetter("outcome")
+_DEPRECATION = operator.attrgetter("deprecation")
+_SUNSET = operator.attrgetter("sunset")
+_BUCKET_OF = functools.partial(bisect.bisect_left, LATENCY_BUCKETS)
+
+
+def _noteworthy(records: Sequence[CallRecord]) -> bool:
+    """Whether any of ``records`` says something for the gauges: a rate-limit budget, a circuit that refused
+    the call, a deprecation. Asked of the batch, a column at a time: most batches say nothing of the kind."""
+    return (
+        any(map(_LIMIT, records))
+        or "circuit open" in map(_OUTCOME, records)
+        or any(map(_DEPRECATION, records))
+        or any(map(_SUNSET, records))
+    )
+
+
+def _by_labels(records: Sequence[CallRecord]) -> dict[tuple[str, str, str], list[CallRecord]]:
+    """``records`` by (integration, method, endpoint), in order within each."""
+    keys = list(map(_LABELS, records))
+    if not keys:
+        return {}
+    if keys.count(keys[0]) == len(keys):  # one label set: the usual batch
+        return {keys[0]: list(records)}
+    groups: dict[tuple[str, str, str], list[CallRecord]] = {}
+    for key, record in zip(keys, records, strict=True):
+        group = groups.get(key)
+        if group is None:
+            groups[key] = group = []
+        group.append(record)
+    return groups

@@ -12,6 +12,7 @@ the minutes at either edge, so it stays exact to the minute.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,6 +33,10 @@ _LAST_MINUTE = 2**60
 
 # Chart steps of this many minutes or more are read from the hourly table (and rounded to whole hours).
 HOUR_STEP_FROM = 30
+
+
+_AT = operator.attrgetter("at")
+_INTEGRATION = operator.attrgetter("integration")
 
 
 def summary_schema(real: str, big: str) -> list[str]:
@@ -104,13 +109,26 @@ class Summaries:
 
     def fold(self, connection: SqlConnection, records: Iterable[CallRecord]) -> None:
         """Add ``records`` to both tables, inside the caller's transaction."""
+        records = list(records)
+        if not records:
+            return
+        ats = list(map(_AT, records))
+        first, last = int(min(ats) // 60), int(max(ats) // 60)
+        names = set(map(_INTEGRATION, records))
+        groups: dict[tuple[str, int], list[CallRecord]] = {}
+        if len(names) == 1 and first == last:  # one integration within a minute: the usual flush
+            groups[(names.pop(), first)] = records
+        else:
+            for record in records:
+                key = (record.integration, int(record.at // 60))
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = group = []
+                group.append(record)
         minutes: dict[tuple[str, int], Minute] = {}
-        for record in records:
-            key = (record.integration, int(record.at // 60))
-            summary = minutes.get(key)
-            if summary is None:
-                summary = minutes[key] = Minute(minute=key[1])
-            summary.add(record)
+        for key, group in groups.items():
+            minutes[key] = summary = Minute(minute=key[1])
+            summary.add_all(group)
         hours: dict[tuple[str, int], Minute] = {}
         for (integration, minute), summary in sorted(minutes.items(), key=lambda item: item[0][1]):
             key = (integration, minute // 60)
