@@ -234,6 +234,16 @@ async def test_a_successful_call_makes_one_record_with_status_peer_and_bytes(mak
     assert record.at == t.timeline.clock.wall()
 
 
+async def test_the_endpoint_is_the_decoded_path_whichever_way_it_was_encoded(make: MakeTether) -> None:
+    t = make()
+    await t.get("/customers/%61da")  # "ada", percent-encoded by the caller
+    await t.get("/customers/ada")
+    await t.get("/customers")
+    assert [record.endpoint for record in t.records] == ["/customers/ada", "/customers/ada", "/customers"]
+    assert len(t.records[0]) == len(CallRecord._fields), "every field, in order"
+    assert t.records[0] == CallRecord(**t.records[0]._asdict())
+
+
 async def test_the_peer_is_the_ip_address_the_call_reached(make: MakeTether) -> None:
     """As documented (docs/monitoring.md) and as OpenTelemetry's ``network.peer.address`` wants: no port."""
     t = make()

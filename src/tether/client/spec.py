@@ -93,13 +93,20 @@ class CallSpec:
 
     def endpoint_of(self, request: httpx2.Request) -> str:
         """The endpoint a record names: the matching ``endpoints`` pattern's path, else the path as a template."""
-        # Remembered per method and path: a recorded call asks once, and most calls repeat a few paths.
-        key = (request.method, request.url.path)
+        # Remembered per method and path: a recorded call asks once, and most calls repeat a few paths. The key
+        # is the path as httpx2 parsed it, still percent-encoded: URL.path decodes it each time it is read,
+        # which cost more than the rest of the lookup.
+        url = request.url
+        try:
+            raw = url._uri_reference.path
+        except AttributeError:  # an httpx2 whose URL is laid out otherwise
+            raw = url.path
+        key = (request.method, raw)
         endpoint = self._endpoints.get(key)
         if endpoint is None:
             if len(self._endpoints) >= _ENDPOINTS_KEPT:
                 self._endpoints.clear()  # ids in paths: start over rather than grow without bound
-            endpoint = self._endpoints[key] = self._endpoint(*key)
+            endpoint = self._endpoints[key] = self._endpoint(request.method, url.path)
         return endpoint
 
     def _endpoint(self, method: str, path: str) -> str:
