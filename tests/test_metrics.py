@@ -257,6 +257,26 @@ def test_metrics_of_tether_serve_count_the_calls_another_process_wrote_to_the_st
         server_hub.close()
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def samples(registry: CollectorRegistry, family_name: str | None = None) -> Samples:
+    """Every sample of ``registry`` (or of one family) by name and labels, without the ``_created`` ones."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in registry.collect()
+        if family_name is None or family.name == family_name
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+
+
+def assert_same_samples(got: Samples, expected: Samples) -> None:
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+
+
 @settings(max_examples=50)
 @given(
     batches=st.lists(
@@ -288,19 +308,8 @@ def test_the_latency_histogram_equals_prometheus_clients_own(batches: list[list[
         for name, path, latency in batch:
             reference.labels(name, "GET", path).observe(latency)
 
-    def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return {
-            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in registry.collect()
-            if family.name == "tether_request_duration_seconds"
-            for sample in family.samples
-            if not sample.name.endswith("_created")
-        }
-
-    mine, expected = samples(ours), samples(theirs)
-    assert mine.keys() == expected.keys()
-    for key, value in expected.items():
-        assert mine[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    durations = "tether_request_duration_seconds"
+    assert_same_samples(samples(ours, durations), samples(theirs, durations))
 
 
 # --- LogFollower --------------------------------------------------------------------------------------------------
@@ -469,18 +478,8 @@ def test_a_batch_counts_as_its_records_one_at_a_time(records: list[CallRecord]) 
     for record in records:
         one_by_one.observe([record])
 
-    def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return {
-            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in registry.collect()
-            for sample in family.samples
-            if not sample.name.endswith("_created")
-        }
-
-    got, expected = samples(batched), samples(single)
-    assert got.keys() == expected.keys()
-    for key, value in expected.items():
-        assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    got = samples(batched)
+    assert_same_samples(got, samples(single))
     for name in {record.integration for record in records}:  # and the counters are the records' sums
         mine = [record for record in records if record.integration == name]
         labels = (("integration", name),)
