@@ -25,11 +25,8 @@ Names follow Prometheus conventions (base units, ``_total`` counters; the ``erro
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
-import functools
 import itertools
-import operator
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -40,6 +37,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_lat
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tether.observe import columns
 from tether.observe.log import logger
 from tether.observe.records import LATENCY_BUCKETS, CallRecord, failed
 
@@ -112,22 +110,22 @@ class CallMetrics(Collector):
         # A column at a time per label set: a batch is mostly one integration's calls to a few endpoints, and
         # this runs for every call the application makes.
         for key, group in _by_labels(records).items():
-            for status, count in collections.Counter(map(_STATUS, group)).items():
+            for status, count in collections.Counter(map(columns.STATUS, group)).items():
                 code = "none" if status is None else str(status)
                 counts[(*key, code, "true" if failed(status) else "false")] += count
             histogram = latencies.get(key)
             if histogram is None:
                 latencies[key] = histogram = [0.0] * (len(LATENCY_BUCKETS) + 2)
-            durations = list(map(_LATENCY, group))
-            for index, count in collections.Counter(map(_BUCKET_OF, durations)).items():
+            durations = list(map(columns.LATENCY, group))
+            for index, count in collections.Counter(map(columns.BUCKET_OF, durations)).items():
                 histogram[index] += count  # "le": a value on a bound is in its bucket
             histogram[-1] += sum(durations)
             sums = per_integration.get(key[0])
             if sums is None:
                 sums = per_integration[key[0]] = [0, 0, 0]
-            sums[0] += sum(map(_ATTEMPTS, group))
-            sums[1] += sum(filter(None, map(_TOKENS, group)))
-            sums[2] += sum(map(_RECEIVED, group))
+            sums[0] += sum(map(columns.ATTEMPTS, group))
+            sums[1] += sum(filter(None, map(columns.TOKENS, group)))
+            sums[2] += sum(map(columns.RECEIVED, group))
         if _noteworthy(records):
             for record in records:
                 integration = record.integration
@@ -370,33 +368,20 @@ def _sunset_timestamp(value: str | None) -> float | None:
         return None
 
 
-_STATUS = operator.attrgetter("status")
-_LATENCY = operator.attrgetter("latency")
-_ATTEMPTS = operator.attrgetter("attempts")
-_TOKENS = operator.attrgetter("tokens")
-_RECEIVED = operator.attrgetter("bytes_received")
-_LABELS = operator.attrgetter("integration", "method", "endpoint")
-_LIMIT = operator.attrgetter("limit")  # 0 or None: no usage to read
-_OUTCOME = operator.attrgetter("outcome")
-_DEPRECATION = operator.attrgetter("deprecation")
-_SUNSET = operator.attrgetter("sunset")
-_BUCKET_OF = functools.partial(bisect.bisect_left, LATENCY_BUCKETS)
-
-
 def _noteworthy(records: Sequence[CallRecord]) -> bool:
     """Whether any of ``records`` says something for the gauges: a rate-limit budget, a circuit that refused
     the call, a deprecation. Asked of the batch, a column at a time: most batches say nothing of the kind."""
     return (
-        any(map(_LIMIT, records))
-        or "circuit open" in map(_OUTCOME, records)
-        or any(map(_DEPRECATION, records))
-        or any(map(_SUNSET, records))
+        any(map(columns.LIMIT, records))
+        or "circuit open" in map(columns.OUTCOME, records)
+        or any(map(columns.DEPRECATION, records))
+        or any(map(columns.SUNSET, records))
     )
 
 
 def _by_labels(records: Sequence[CallRecord]) -> dict[tuple[str, str, str], list[CallRecord]]:
     """``records`` by (integration, method, endpoint), in order within each."""
-    keys = list(map(_LABELS, records))
+    keys = list(map(columns.LABELS, records))
     if not keys:
         return {}
     if keys.count(keys[0]) == len(keys):  # one label set: the usual batch

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from tether.observe.columns import AT, INTEGRATION
 from tether.observe.records import CallRecord
 
 __all__ = ["Batch", "batch_schema", "is_plain", "pack", "unpack"]
@@ -43,8 +44,6 @@ _COLUMNS = (
     "request_id",
 )
 _DOUBLES = frozenset({"at", "latency"})
-_AT = operator.attrgetter("at")
-_INTEGRATION = operator.attrgetter("integration")
 
 # (at_first, at_last, integration, calls, body)
 Batch = tuple[float, float, str, int, str]
@@ -90,9 +89,9 @@ def pack(records: Sequence[CallRecord]) -> list[Batch]:
     """
     if not records:
         return []
-    ats = list(map(_AT, records))
+    ats = list(map(AT, records))
     first, last = min(ats), max(ats)
-    names = set(map(_INTEGRATION, records))
+    names = set(map(INTEGRATION, records))
     if len(names) == 1 and first // 60 == last // 60:  # a flush of one integration within a minute: the usual
         return [(first, last, names.pop(), len(records), _encode(records))]
     groups: dict[tuple[str, float], list[CallRecord]] = {}
@@ -104,7 +103,7 @@ def pack(records: Sequence[CallRecord]) -> list[Batch]:
         group.append(record)
     batches: list[Batch] = []
     for (integration, _), group in groups.items():
-        ats = list(map(_AT, group))
+        ats = list(map(AT, group))
         batches.append((min(ats), max(ats), integration, len(group), _encode(group)))
     return batches
 

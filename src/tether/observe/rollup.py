@@ -12,10 +12,10 @@ the minutes at either edge, so it stays exact to the minute.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from tether.observe.columns import AT, INTEGRATION
 from tether.observe.records import CallRecord
 from tether.observe.summary import BUCKETS, Minute
 from tether.store import SqlConnection, Store
@@ -33,10 +33,6 @@ _LAST_MINUTE = 2**60
 
 # Chart steps of this many minutes or more are read from the hourly table (and rounded to whole hours).
 HOUR_STEP_FROM = 30
-
-
-_AT = operator.attrgetter("at")
-_INTEGRATION = operator.attrgetter("integration")
 
 
 def summary_schema(real: str, big: str) -> list[str]:
@@ -112,9 +108,9 @@ class Summaries:
         records = list(records)
         if not records:
             return
-        ats = list(map(_AT, records))
+        ats = list(map(AT, records))
         first, last = int(min(ats) // 60), int(max(ats) // 60)
-        names = set(map(_INTEGRATION, records))
+        names = set(map(INTEGRATION, records))
         groups: dict[tuple[str, int], list[CallRecord]] = {}
         if len(names) == 1 and first == last:  # one integration within a minute: the usual flush
             groups[(names.pop(), first)] = records

@@ -9,27 +9,17 @@ from __future__ import annotations
 
 import bisect
 import collections
-import functools
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from tether.observe import columns
 from tether.observe.records import LATENCY_BUCKETS, CallRecord
 
 __all__ = ["BUCKETS", "Minute"]
 
 BUCKETS = len(LATENCY_BUCKETS) + 1  # the last one is +Inf
 
-_STATUS = operator.attrgetter("status")
-_LATENCY = operator.attrgetter("latency")
-_OUTCOME = operator.attrgetter("outcome")
-_ATTEMPTS = operator.attrgetter("attempts")
-_TOKENS = operator.attrgetter("tokens")
-_RECEIVED = operator.attrgetter("bytes_received")
-_LIMIT = operator.attrgetter("limit")
-_USAGE = operator.attrgetter("usage")
-_BUCKET_OF = functools.partial(bisect.bisect_left, LATENCY_BUCKETS)
-_HEADERS = tuple((name, operator.attrgetter(name)) for name in ("version", "deprecation", "sunset"))
+_HEADERS = (("version", columns.VERSION), ("deprecation", columns.DEPRECATION), ("sunset", columns.SUNSET))
 
 
 @dataclass
@@ -80,21 +70,21 @@ class Minute:
         rounding), a column at a time: the recorder folds every call it writes, in one call per flush and minute."""
         if not records:
             return
-        statuses = list(map(_STATUS, records))
-        latencies = list(map(_LATENCY, records))
+        statuses = list(map(columns.STATUS, records))
+        latencies = list(map(columns.LATENCY, records))
         self.calls += len(records)
         self.failures += len(statuses) - sum(1 for status in statuses if status is not None and status < 400)
         self.auth_failures += statuses.count(401) + statuses.count(403)
-        self.rejected += list(map(_OUTCOME, records)).count("circuit open")
-        self.attempts += sum(map(_ATTEMPTS, records))
+        self.rejected += list(map(columns.OUTCOME, records)).count("circuit open")
+        self.attempts += sum(map(columns.ATTEMPTS, records))
         self.latency_sum += sum(latencies)
-        self.tokens += sum(filter(None, map(_TOKENS, records)))
-        self.bytes_received += sum(map(_RECEIVED, records))
+        self.tokens += sum(filter(None, map(columns.TOKENS, records)))
+        self.bytes_received += sum(map(columns.RECEIVED, records))
         buckets = self.buckets
-        for index, count in collections.Counter(map(_BUCKET_OF, latencies)).items():
+        for index, count in collections.Counter(map(columns.BUCKET_OF, latencies)).items():
             buckets[index] += count
-        if any(map(_LIMIT, records)):
-            for usage in map(_USAGE, records):
+        if any(map(columns.LIMIT, records)):
+            for usage in map(columns.USAGE, records):
                 if usage is not None and (self.max_usage is None or usage > self.max_usage):
                     self.max_usage = usage
         for name, get in _HEADERS:

@@ -26,59 +26,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tether.store import SqlConnection, Store
+from tether.store import Store
+from tether.webhooks import _inbox_sql as sql
 
 __all__ = ["STATUSES", "Claimed", "Inbox", "Incoming", "Status", "StoredEvent"]
 
 Status = Literal["pending", "processing", "done", "dead"]
 STATUSES: tuple[Status, ...] = ("pending", "processing", "done", "dead")
 
-# The inbox counts (dashboard, /metrics) read this index alone, not every event's row with its body.
-_COUNTS_INDEX = "CREATE INDEX IF NOT EXISTS tether_webhook_events_counts ON tether_webhook_events (integration, status)"
-_SQLITE_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS tether_webhook_events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        integration TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        event_type TEXT,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        due_at REAL,
-        holder TEXT,
-        received_at REAL NOT NULL,
-        completed_at REAL,
-        last_error TEXT,
-        headers TEXT NOT NULL,
-        body BLOB NOT NULL,
-        UNIQUE (integration, event_id))""",
-    "CREATE INDEX IF NOT EXISTS tether_webhook_events_due ON tether_webhook_events (status, due_at)",
-    "CREATE INDEX IF NOT EXISTS tether_webhook_events_received ON tether_webhook_events (received_at)",
-    _COUNTS_INDEX,
-)
-_POSTGRES_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS tether_webhook_events (
-        id BIGSERIAL PRIMARY KEY,
-        integration TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        event_type TEXT,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        due_at DOUBLE PRECISION,
-        holder TEXT,
-        received_at DOUBLE PRECISION NOT NULL,
-        completed_at DOUBLE PRECISION,
-        last_error TEXT,
-        headers TEXT NOT NULL,
-        body BYTEA NOT NULL,
-        UNIQUE (integration, event_id))""",
-    "CREATE INDEX IF NOT EXISTS tether_webhook_events_due ON tether_webhook_events (status, due_at)",
-    "CREATE INDEX IF NOT EXISTS tether_webhook_events_received ON tether_webhook_events (received_at)",
-    _COUNTS_INDEX,
-)
-_COLUMNS = "id, integration, event_id, event_type, status, attempts, due_at, received_at, completed_at, last_error"
-_SELECT_ONE = f"SELECT {_COLUMNS}, headers, body FROM tether_webhook_events WHERE id = ?"  # noqa: S608 - fixed
-_INSERT_COLUMNS = "(integration, event_id, event_type, status, attempts, due_at, received_at, headers, body)"
-_ROWS_PER_STATEMENT = 256  # 7 parameters a row: far below either backend's limit (SQLite 3.32+: 32,766)
 _LAST_ERROR_LIMIT = 2000
 
 
@@ -142,7 +97,7 @@ class Inbox:
         self._postgres = store.dialect == "postgresql"
 
     def ensure_schema(self) -> None:
-        self.store.ensure_schema("webhooks", _POSTGRES_SCHEMA if self._postgres else _SQLITE_SCHEMA)
+        self.store.ensure_schema("webhooks", sql.POSTGRES_SCHEMA if self._postgres else sql.SQLITE_SCHEMA)
 
     def ping(self) -> None:
         """Raise if the store does not answer."""
@@ -175,10 +130,10 @@ class Inbox:
     def _add_postgres(self, events: list[Incoming]) -> set[tuple[str, str]]:
         inserted: set[tuple[str, str]] = set()
         with self.store.transaction() as connection:
-            for start in range(0, len(events), _ROWS_PER_STATEMENT):
-                chunk = events[start : start + _ROWS_PER_STATEMENT]
-                statement = _insert(len(chunk)) + " RETURNING integration, event_id"
-                rows = connection.execute(self.store.sql(statement), _params(chunk)).fetchall()
+            for start in range(0, len(events), sql.ROWS_PER_STATEMENT):
+                chunk = events[start : start + sql.ROWS_PER_STATEMENT]
+                statement = sql.insert(len(chunk)) + " RETURNING integration, event_id"
+                rows = connection.execute(self.store.sql(statement), sql.params(chunk)).fetchall()
                 inserted.update((row[0], row[1]) for row in rows)
         return inserted
 
@@ -192,19 +147,19 @@ class Inbox:
         # The SQLite store's lock is reentrant and its connection shared: no other thread's statement runs
         # between these, nor between the pragma and the insert.
         with self.store.connection() as connection:
-            stored = _stored(connection, events)
+            stored = sql.stored(connection, events)
             fresh = [event for event in events if (event.integration, event.event_id) not in stored]
             if not fresh:
                 return set()
             connection.execute("PRAGMA synchronous=FULL")
             try:
-                if len(fresh) <= _ROWS_PER_STATEMENT:
-                    connection.execute(_insert(len(fresh)), _params(fresh))
+                if len(fresh) <= sql.ROWS_PER_STATEMENT:
+                    connection.execute(sql.insert(len(fresh)), sql.params(fresh))
                 else:
                     with self.store.transaction() as same:
-                        for start in range(0, len(fresh), _ROWS_PER_STATEMENT):
-                            chunk = fresh[start : start + _ROWS_PER_STATEMENT]
-                            same.execute(_insert(len(chunk)), _params(chunk))
+                        for start in range(0, len(fresh), sql.ROWS_PER_STATEMENT):
+                            chunk = fresh[start : start + sql.ROWS_PER_STATEMENT]
+                            same.execute(sql.insert(len(chunk)), sql.params(chunk))
             finally:
                 connection.execute("PRAGMA synchronous=NORMAL")
         # Another process may have stored one of them between the query and the insert (a provider sending
@@ -309,7 +264,7 @@ class Inbox:
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        statement = f"SELECT {_COLUMNS} FROM tether_webhook_events"  # noqa: S608 - placeholders and fixed column names only
+        statement = f"SELECT {sql.COLUMNS} FROM tether_webhook_events"  # noqa: S608 - placeholders and fixed column names only
         statement += f" WHERE {' AND '.join(where)}" if where else ""
         statement += " ORDER BY id DESC"
         if limit is not None:
@@ -325,7 +280,7 @@ class Inbox:
         self.ensure_schema()
         with self.store.reading() as connection:
             row = connection.execute(
-                self.store.sql(_SELECT_ONE),
+                self.store.sql(sql.SELECT_ONE),
                 (id_,),
             ).fetchone()
         if row is None:
@@ -375,45 +330,3 @@ class Inbox:
         self.ensure_schema()
         with self.store.transaction() as connection:
             return int(connection.execute(self.store.sql(statement), params).rowcount)
-
-
-def _insert(rows: int) -> str:
-    """An INSERT of ``rows`` new pending events that skips those already in the inbox."""
-    values = ", ".join(["(?, ?, ?, 'pending', 0, ?, ?, ?, ?)"] * rows)
-    return (
-        f"INSERT INTO tether_webhook_events {_INSERT_COLUMNS} VALUES {values} "  # noqa: S608 - placeholders and fixed column names only
-        "ON CONFLICT (integration, event_id) DO NOTHING"
-    )
-
-
-def _params(events: Sequence[Incoming]) -> list[Any]:
-    params: list[Any] = []
-    for event in events:
-        params += [
-            event.integration,
-            event.event_id,
-            event.event_type,
-            event.received_at,
-            event.received_at,
-            json.dumps(event.headers, separators=(",", ":")),
-            event.body,
-        ]
-    return params
-
-
-def _stored(connection: SqlConnection, events: Sequence[Incoming]) -> set[tuple[str, str]]:
-    """Which of ``events`` the inbox holds already (by integration and event id)."""
-    ids: dict[str, list[str]] = {}
-    for event in events:
-        ids.setdefault(event.integration, []).append(event.event_id)
-    stored: set[tuple[str, str]] = set()
-    for integration, names in ids.items():
-        for start in range(0, len(names), _ROWS_PER_STATEMENT):
-            chunk = names[start : start + _ROWS_PER_STATEMENT]
-            marks = ", ".join("?" * len(chunk))
-            rows = connection.execute(
-                f"SELECT event_id FROM tether_webhook_events WHERE integration = ? AND event_id IN ({marks})",  # noqa: S608 - placeholders only
-                [integration, *chunk],
-            ).fetchall()
-            stored.update((integration, row[0]) for row in rows)
-    return stored
