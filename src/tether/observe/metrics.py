@@ -109,7 +109,7 @@ class CallMetrics(Collector):
         deprecated: dict[str, float | None] = {}
         # A column at a time per label set: a batch is mostly one integration's calls to a few endpoints, and
         # this runs for every call the application makes.
-        for key, group in _by_labels(records).items():
+        for key, group in columns.by_labels(records).items():
             for status, count in collections.Counter(map(columns.STATUS, group)).items():
                 code = "none" if status is None else str(status)
                 counts[(*key, code, "true" if failed(status) else "false")] += count
@@ -377,19 +377,3 @@ def _noteworthy(records: Sequence[CallRecord]) -> bool:
         or any(map(columns.DEPRECATION, records))
         or any(map(columns.SUNSET, records))
     )
-
-
-def _by_labels(records: Sequence[CallRecord]) -> dict[tuple[str, str, str], list[CallRecord]]:
-    """``records`` by (integration, method, endpoint), in order within each."""
-    keys = list(map(columns.LABELS, records))
-    if not keys:
-        return {}
-    if keys.count(keys[0]) == len(keys):  # one label set: the usual batch
-        return {keys[0]: list(records)}
-    groups: dict[tuple[str, str, str], list[CallRecord]] = {}
-    for key, record in zip(keys, records, strict=True):
-        group = groups.get(key)
-        if group is None:
-            groups[key] = group = []
-        group.append(record)
-    return groups

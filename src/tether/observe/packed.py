@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tether.observe.columns import AT, INTEGRATION
+from tether.observe.columns import AT, by_minute
 from tether.observe.records import CallRecord
 
 __all__ = ["Batch", "batch_schema", "is_plain", "pack", "unpack"]
@@ -87,22 +87,8 @@ def pack(records: Sequence[CallRecord]) -> list[Batch]:
     A batch never spans minutes, so retention (which drops a batch once its last call is old enough) keeps no
     call more than a minute past it.
     """
-    if not records:
-        return []
-    ats = list(map(AT, records))
-    first, last = min(ats), max(ats)
-    names = set(map(INTEGRATION, records))
-    if len(names) == 1 and first // 60 == last // 60:  # a flush of one integration within a minute: the usual
-        return [(first, last, names.pop(), len(records), _encode(records))]
-    groups: dict[tuple[str, float], list[CallRecord]] = {}
-    for record in records:
-        key = (record.integration, record.at // 60)
-        group = groups.get(key)
-        if group is None:
-            groups[key] = group = []
-        group.append(record)
     batches: list[Batch] = []
-    for (integration, _), group in groups.items():
+    for (integration, _), group in by_minute(records).items():
         ats = list(map(AT, group))
         batches.append((min(ats), max(ats), integration, len(group), _encode(group)))
     return batches

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tether.observe.columns import AT, INTEGRATION
+from tether.observe.columns import by_minute
 from tether.observe.records import CallRecord
 from tether.observe.summary import BUCKETS, Minute
 from tether.store import SqlConnection, Store
@@ -103,26 +103,10 @@ class Summaries:
 
     # -- writing -----------------------------------------------------------------------------------------------
 
-    def fold(self, connection: SqlConnection, records: Iterable[CallRecord]) -> None:
+    def fold(self, connection: SqlConnection, records: Sequence[CallRecord]) -> None:
         """Add ``records`` to both tables, inside the caller's transaction."""
-        records = list(records)
-        if not records:
-            return
-        ats = list(map(AT, records))
-        first, last = int(min(ats) // 60), int(max(ats) // 60)
-        names = set(map(INTEGRATION, records))
-        groups: dict[tuple[str, int], list[CallRecord]] = {}
-        if len(names) == 1 and first == last:  # one integration within a minute: the usual flush
-            groups[(names.pop(), first)] = records
-        else:
-            for record in records:
-                key = (record.integration, int(record.at // 60))
-                group = groups.get(key)
-                if group is None:
-                    groups[key] = group = []
-                group.append(record)
         minutes: dict[tuple[str, int], Minute] = {}
-        for key, group in groups.items():
+        for key, group in by_minute(records).items():
             minutes[key] = summary = Minute(minute=key[1])
             summary.add_all(group)
         hours: dict[tuple[str, int], Minute] = {}

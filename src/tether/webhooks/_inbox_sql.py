@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tether.store import SqlConnection
 
@@ -58,6 +58,8 @@ SELECT_ONE = f"SELECT {COLUMNS}, headers, body FROM tether_webhook_events WHERE 
 INSERT_COLUMNS = "(integration, event_id, event_type, status, attempts, due_at, received_at, headers, body)"
 ROWS_PER_STATEMENT = 256  # 7 parameters a row: far below either backend's limit (SQLite 3.32+: 32,766)
 
+_Item = TypeVar("_Item")
+
 
 def insert(rows: int) -> str:
     """An INSERT of ``rows`` new pending events that skips those already in the inbox."""
@@ -68,10 +70,17 @@ def insert(rows: int) -> str:
     )
 
 
+def chunks(items: Sequence[_Item]) -> Iterator[Sequence[_Item]]:
+    """``items`` in slices of at most :data:`ROWS_PER_STATEMENT`."""
+    for start in range(0, len(items), ROWS_PER_STATEMENT):
+        yield items[start : start + ROWS_PER_STATEMENT]
+
+
 def params(events: Sequence[Incoming]) -> list[Any]:
-    params: list[Any] = []
+    """:func:`insert`'s parameters for ``events``."""
+    values: list[Any] = []
     for event in events:
-        params += [
+        values += [
             event.integration,
             event.event_id,
             event.event_type,
@@ -80,7 +89,7 @@ def params(events: Sequence[Incoming]) -> list[Any]:
             json.dumps(event.headers, separators=(",", ":")),
             event.body,
         ]
-    return params
+    return values
 
 
 def stored(connection: SqlConnection, events: Sequence[Incoming]) -> set[tuple[str, str]]:
@@ -88,14 +97,13 @@ def stored(connection: SqlConnection, events: Sequence[Incoming]) -> set[tuple[s
     ids: dict[str, list[str]] = {}
     for event in events:
         ids.setdefault(event.integration, []).append(event.event_id)
-    stored: set[tuple[str, str]] = set()
+    found: set[tuple[str, str]] = set()
     for integration, names in ids.items():
-        for start in range(0, len(names), ROWS_PER_STATEMENT):
-            chunk = names[start : start + ROWS_PER_STATEMENT]
+        for chunk in chunks(names):
             marks = ", ".join("?" * len(chunk))
             rows = connection.execute(
                 f"SELECT event_id FROM tether_webhook_events WHERE integration = ? AND event_id IN ({marks})",  # noqa: S608 - placeholders only
                 [integration, *chunk],
             ).fetchall()
-            stored.update((integration, row[0]) for row in rows)
-    return stored
+            found.update((integration, row[0]) for row in rows)
+    return found

@@ -130,8 +130,7 @@ class Inbox:
     def _add_postgres(self, events: list[Incoming]) -> set[tuple[str, str]]:
         inserted: set[tuple[str, str]] = set()
         with self.store.transaction() as connection:
-            for start in range(0, len(events), sql.ROWS_PER_STATEMENT):
-                chunk = events[start : start + sql.ROWS_PER_STATEMENT]
+            for chunk in sql.chunks(events):
                 statement = sql.insert(len(chunk)) + " RETURNING integration, event_id"
                 rows = connection.execute(self.store.sql(statement), sql.params(chunk)).fetchall()
                 inserted.update((row[0], row[1]) for row in rows)
@@ -157,8 +156,7 @@ class Inbox:
                     connection.execute(sql.insert(len(fresh)), sql.params(fresh))
                 else:
                     with self.store.transaction() as same:
-                        for start in range(0, len(fresh), sql.ROWS_PER_STATEMENT):
-                            chunk = fresh[start : start + sql.ROWS_PER_STATEMENT]
+                        for chunk in sql.chunks(fresh):
                             same.execute(sql.insert(len(chunk)), sql.params(chunk))
             finally:
                 connection.execute("PRAGMA synchronous=NORMAL")

@@ -85,20 +85,15 @@ class InboxWriter:
             thread.join(timeout)
 
     def _run(self) -> None:
-        take = self._queue.get
-        while True:
-            first = take()
-            if first is None:
-                return
-            batch = [first]
+        take, stopping = self._queue.get, False
+        while not stopping:
+            batch = [take()]
             # Only this thread takes from the queue, so what qsize() counts is there to take without waiting.
-            for _ in range(min(self.max_batch - 1, self._queue.qsize())):
-                waiting = take()
-                if waiting is None:
-                    self._commit(batch)
-                    return
-                batch.append(waiting)
-            self._commit(batch)
+            batch += [take() for _ in range(min(self.max_batch - 1, self._queue.qsize()))]
+            stopping = batch[-1] is None  # stop() queues its marker after every accepted event
+            events = [waiting for waiting in batch if waiting is not None]
+            if events:
+                self._commit(events)
 
     def _commit(self, batch: list[_Waiting]) -> None:
         error: Exception | None = None
