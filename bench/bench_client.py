@@ -240,9 +240,7 @@ def report(cases: list[Case], args: argparse.Namespace) -> None:
     limits = {case.concurrency: case.median for case in cases if case.name == "async raw aiohttp"}
 
     print()
-    print(f"date      {datetime.date.today().isoformat()}")
-    print(f"platform  {platform.platform()}  ({_cpus()} CPUs)")
-    print(f"python    {platform.python_implementation()} {platform.python_version()}")
+    print_machine()
     print(f"versions  httpx2 {httpx2.__version__}, aiohttp {aiohttp.__version__}")
     print(f"url       {args.url}   {args.seconds:g} s per run, {args.repeats} runs, median quoted")
     print()
@@ -268,10 +266,13 @@ def _ratio(value: float, against: float | None) -> str:
     return f"{value / against:.2f}x" if against else "-"
 
 
-def _cpus() -> str:
+def print_machine() -> None:
+    """The date, the platform with its CPU count, and the Python: the first lines of every report."""
     import os
 
-    return str(os.cpu_count())
+    print(f"date      {datetime.date.today().isoformat()}")
+    print(f"platform  {platform.platform()}  ({os.cpu_count()} CPUs)")
+    print(f"python    {platform.python_implementation()} {platform.python_version()}")
 
 
 def main(argv: list[str] | None = None) -> None:

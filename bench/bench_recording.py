@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
-import platform
 import sqlite3
 import statistics
 import sys
@@ -51,7 +49,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_client import DEFAULT_URL, _check, _cpus, drive, drive_sync, ensure_upstream
+from bench_client import DEFAULT_URL, _check, drive, drive_sync, ensure_upstream, print_machine
 
 VARIANTS = ("off", "on", "metrics", "otel")
 GOAL_VARIANTS = ("on", "metrics")
@@ -262,9 +260,7 @@ def report(
     import httpx2
 
     print()
-    print(f"date      {datetime.date.today().isoformat()}")
-    print(f"platform  {platform.platform()}  ({_cpus()} CPUs)")
-    print(f"python    {platform.python_implementation()} {platform.python_version()}")
+    print_machine()
     print(f"versions  httpx2 {httpx2.__version__}, aiohttp {aiohttp.__version__}, SQLite {sqlite3.sqlite_version}")
     print(f"url       {args.url}   {args.seconds:g} s per run, {args.rounds} rounds, median quoted")
     print()

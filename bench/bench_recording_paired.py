@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,7 +36,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_client import DEFAULT_URL, _check, ensure_upstream
+from bench_client import DEFAULT_URL, _check, ensure_upstream, print_machine
 from bench_recording import GOAL, make_hub, metrics_attacher, stored_records
 
 
@@ -142,9 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     scenarios: list[tuple[str, int | None]] = [] if args.no_sync else [("sync", None)]
     scenarios += [(f"async c={c}", int(c)) for c in args.concurrency.split(",") if c]
 
-    print(f"date      {datetime.date.today().isoformat()}")
-    print(f"platform  {platform.platform()}  (2 CPUs shared with the upstream)")
-    print(f"python    {platform.python_implementation()} {platform.python_version()}")
+    print_machine()
     print(f"load      GET {args.url}; {args.blocks} blocks of {args.block_seconds:g} s per variant and scenario")
     print()
     header = f"{'scenario':12} {'variant':8} {'req/s':>8} {'cost':>7} {'ratio IQR':>15} {'stored/calls':>17}"
