@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import httpx2
 
-from tether.observe.records import CallRecord, Try
+from tether.observe.records import Row, Try
 from tether.policies.retry import GiveUp
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class Seen:
     tokens: int | None = None
 
 
-def call_record(call: Call, response: httpx2.Response | None, error: CallError | None, elapsed: float) -> CallRecord:
+def call_record(call: Call, response: httpx2.Response | None, error: CallError | None, elapsed: float) -> Row:
     """The record of ``call``, which took ``elapsed`` seconds and ended with ``response`` (or none) and ``error``."""
     spec, request, seen, state = call.spec, call.request, call.seen, call.state
     assert seen is not None  # a call collects what it sees whenever its spec has a recorder
@@ -65,39 +65,34 @@ def call_record(call: Call, response: httpx2.Response | None, error: CallError |
             received = len(response.content)
         except httpx2.ResponseNotRead:
             received = _announced_length(response)
-    # Positional, in CallRecord's field order, through tuple.__new__ (C) rather than _make or the generated
-    # __new__ (Python): this runs once per call. The count is fixed by this literal; test_call_records holds
-    # every field of the result to what the call did.
-    return _new_record(
-        CallRecord,
-        (
-            spec.clock.wall() - elapsed,  # at
-            spec.integration,
-            request.method,
-            spec.endpoint_of(request),
-            response.status_code if response is not None else None,
-            outcome,
-            type(error).__name__ if error is not None else None,
-            error.hint if error is not None else None,
-            elapsed,  # latency
-            len(attempts),
-            peers[-1] if peers else None,
-            sent,
-            received,
-            seen.limit,
-            seen.remaining,
-            seen.tokens,
-            seen.version or spec.version,
-            seen.deprecation,
-            seen.sunset,
-            attempts[-1].request_id if attempts else None,
-            tries,
-        ),
+    # A plain tuple, in CallRecord's field order (see Row: the garbage collector stops tracking it). The count
+    # is fixed by this literal; test_call_records holds every field of the result to what the call did.
+    return (
+        spec.clock.wall() - elapsed,  # at
+        spec.integration,
+        request.method,
+        spec.endpoint_of(request),
+        response.status_code if response is not None else None,
+        outcome,
+        type(error).__name__ if error is not None else None,
+        error.hint if error is not None else None,
+        elapsed,  # latency
+        len(attempts),
+        peers[-1] if peers else None,
+        sent,
+        received,
+        seen.limit,
+        seen.remaining,
+        seen.tokens,
+        seen.version or spec.version,
+        seen.deprecation,
+        seen.sunset,
+        attempts[-1].request_id if attempts else None,
+        tries,
     )
 
 
 _SUCCESS = GiveUp.SUCCESS
-_new_record = tuple.__new__
 
 
 def _class_name(description: str | None) -> str | None:

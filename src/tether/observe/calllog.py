@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tether.observe.packed import batch_schema, is_plain, pack, unpack
-from tether.observe.records import CallRecord, Try
+from tether.observe.records import CallRecord, Row, Try
 from tether.observe.rollup import Summaries, summary_schema
 from tether.observe.summary import Minute
 from tether.store import SqlConnection, SqlCursor, Store
@@ -105,7 +105,7 @@ class CallLog:
         """Create the tables (once per process)."""
         self.store.ensure_schema("calls", _SCHEMAS[self.store.dialect])
 
-    def write(self, records: Sequence[CallRecord]) -> None:
+    def write(self, records: Sequence[Row]) -> None:
         """Store ``records`` and fold them into the summaries, in one transaction.
 
         Raises:
@@ -115,7 +115,7 @@ class CallLog:
             return
         self.ensure_schema()
         process = self._process
-        plain: list[CallRecord] = []
+        plain: list[Row] = []
         rows: list[tuple[Any, ...]] = []
         for record in records:
             if is_plain(record):
@@ -320,7 +320,8 @@ def _executemany(connection: SqlConnection, statement: str, rows: list[tuple[Any
         cursor.executemany(statement, rows)
 
 
-def _row(record: CallRecord, process: str) -> tuple[Any, ...]:
+def _row(row: Row, process: str) -> tuple[Any, ...]:
+    record = CallRecord(*row)  # the calls that are not plain successes: few
     tries = (
         json.dumps([[t.status, t.error, t.peer, round(t.elapsed, 6)] for t in record.tries], separators=(",", ":"))
         if record.tries

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import operator
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -39,7 +40,8 @@ from prometheus_client.registry import Collector
 
 from tether.observe import columns
 from tether.observe.log import logger
-from tether.observe.records import LATENCY_BUCKETS, CallRecord, failed
+from tether.observe.records import FIELD, LATENCY_BUCKETS, CallRecord, Row, failed
+from tether.observe.records import usage as usage_of
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -53,6 +55,10 @@ __all__ = ["CallMetrics", "LogFollower", "enable_metrics", "metrics_endpoint"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # A breaker counts as open while it refused a call this recently.
 _OPEN_WITHIN = 60.0
+# What a record says for the gauges, read in one step.
+_GAUGED = operator.itemgetter(
+    *(FIELD[name] for name in ("integration", "at", "outcome", "limit", "limit_remaining", "deprecation", "sunset"))
+)
 
 
 class CallMetrics(Collector):
@@ -95,7 +101,7 @@ class CallMetrics(Collector):
         if registry is not None:
             registry.register(self)
 
-    def observe(self, records: Sequence[CallRecord]) -> None:
+    def observe(self, records: Sequence[Row]) -> None:
         """Count ``records`` (called with each batch).
 
         Grouped by label set first, so each metric child is looked up (and the lock taken) once per batch, not
@@ -127,16 +133,15 @@ class CallMetrics(Collector):
             sums[1] += sum(filter(None, map(columns.TOKENS, group)))
             sums[2] += sum(map(columns.RECEIVED, group))
         if _noteworthy(records):
-            for record in records:
-                integration = record.integration
-                if record.limit is not None:
-                    ratio = record.usage
+            for integration, at, outcome, limit, remaining, deprecation, sunset in map(_GAUGED, records):
+                if limit is not None:
+                    ratio = usage_of(limit, remaining)
                     if ratio is not None:
                         usage[integration] = ratio  # the latest in the batch, as the records come in order
-                if record.outcome == "circuit open":
-                    refused[integration] = max(record.at, refused.get(integration, 0.0))
-                if record.deprecation or record.sunset:
-                    deprecated[integration] = _sunset_timestamp(record.sunset)
+                if outcome == "circuit open":
+                    refused[integration] = max(at, refused.get(integration, 0.0))
+                if deprecation or sunset:
+                    deprecated[integration] = _sunset_timestamp(sunset)
         with self._lock:
             for key, histogram in latencies.items():
                 total = self._durations.get(key)
@@ -368,7 +373,7 @@ def _sunset_timestamp(value: str | None) -> float | None:
         return None
 
 
-def _noteworthy(records: Sequence[CallRecord]) -> bool:
+def _noteworthy(records: Sequence[Row]) -> bool:
     """Whether any of ``records`` says something for the gauges: a rate-limit budget, a circuit that refused
     the call, a deprecation. Asked of the batch, a column at a time: most batches say nothing of the kind."""
     return (

@@ -21,13 +21,12 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tether.observe.columns import AT, by_minute
-from tether.observe.records import CallRecord
+from tether.observe.columns import AT, STATUS, by_minute
+from tether.observe.records import FIELD, CallRecord, Row
 
 __all__ = ["Batch", "batch_schema", "is_plain", "pack", "unpack"]
 
-# The fields a packed call keeps, by position in CallRecord, and their names in a batch's body.
-_KEPT = operator.itemgetter(0, 2, 3, 4, 8, 10, 11, 12, 13, 14, 15, 16, 19)
+# The fields a packed call keeps, by their names in CallRecord and in a batch's body.
 _COLUMNS = (
     "at",
     "method",
@@ -44,6 +43,12 @@ _COLUMNS = (
     "request_id",
 )
 _DOUBLES = frozenset({"at", "latency"})
+_KEPT = [(name, operator.itemgetter(FIELD[name])) for name in _COLUMNS]
+# The fields a packed call does not keep, and the values they must have: the table implies them.
+_IMPLIED = operator.itemgetter(
+    *(FIELD[name] for name in ("outcome", "error", "hint", "attempts", "deprecation", "sunset", "tries"))
+)
+_PLAIN = ("success", None, None, 1, None, None, ())
 
 # (at_first, at_last, integration, calls, body)
 Batch = tuple[float, float, str, int, str]
@@ -65,23 +70,13 @@ def batch_schema(serial: str, real: str) -> list[str]:
     ]
 
 
-def is_plain(record: CallRecord) -> bool:
+def is_plain(record: Row) -> bool:
     """Whether ``record`` is a plain success: everything it says fits a packed call."""
-    status = record.status
-    return (
-        status is not None
-        and status < 400
-        and record.outcome == "success"
-        and record.attempts == 1
-        and record.error is None
-        and record.hint is None
-        and record.deprecation is None
-        and record.sunset is None
-        and not record.tries
-    )
+    status = STATUS(record)
+    return status is not None and status < 400 and _IMPLIED(record) == _PLAIN
 
 
-def pack(records: Sequence[CallRecord]) -> list[Batch]:
+def pack(records: Sequence[Row]) -> list[Batch]:
     """``records`` (plain successes) as one batch per integration and minute.
 
     A batch never spans minutes, so retention (which drops a batch once its last call is old enough) keeps no
@@ -109,13 +104,16 @@ def unpack(integration: str, body: str) -> list[CallRecord]:
     return [_record(integration, item) for item in zip(*columns, strict=False)]
 
 
-def _encode(group: Sequence[CallRecord]) -> str:
+def _encode(group: Sequence[Row]) -> str:
     """A batch's body: by column, each stored once when every call has the same value (the method, the status,
     the version are), the times and latencies as binary doubles (exact, and far quicker to write than decimal
     text: json.dumps spent a third of a microsecond on each float)."""
     same: dict[str, Any] = {}
     each: dict[str, Any] = {}
-    for name, values in zip(_COLUMNS, zip(*map(_KEPT, group), strict=True), strict=True):
+    # A column at a time, not zip(*rows): that makes an iterator and a tuple per call, and a garbage collection
+    # during a flush of thousands promoted them all to the oldest generation (see Row).
+    for name, get in _KEPT:
+        values = list(map(get, group))
         if name in _DOUBLES:
             each[name] = _base64_doubles(values)
         elif values.count(values[0]) == len(values):

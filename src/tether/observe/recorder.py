@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 
 from tether.observe.calllog import CallLog
 from tether.observe.log import logger
-from tether.observe.records import CallRecord
+from tether.observe.records import CallRecord, Row
 
 __all__ = ["Hook", "Listener", "Recorder"]
 
-Listener = Callable[[Sequence[CallRecord]], None]
+Listener = Callable[[Sequence[Row]], None]
 Hook = Callable[[CallRecord], None]
 
 _MAX_BATCH = 5000  # records per transaction
@@ -60,10 +60,10 @@ class Recorder:
         self.buffer = buffer
         self.retention, self.summary_retention = retention, summary_retention
         self._wall = wall
-        self._pending: collections.deque[CallRecord] = collections.deque()
+        self._pending: collections.deque[Row] = collections.deque()
         # Batches the listeners have seen but the store has not taken yet (it is down): written first, and
         # never shown to the listeners again, so an outage does not count a call twice.
-        self._unwritten: collections.deque[list[CallRecord]] = collections.deque()
+        self._unwritten: collections.deque[list[Row]] = collections.deque()
         self._listeners: list[Listener] = []
         self._hooks: tuple[Hook, ...] = ()
         self._flush_lock = threading.Lock()
@@ -77,8 +77,12 @@ class Recorder:
         self.written = 0
         _live.add(self)
 
-    def record(self, record: CallRecord) -> None:
-        """Queue ``record`` (called on the hot path: an append, and a thread start the first time)."""
+    def record(self, record: Row) -> None:
+        """Queue ``record`` (called on the hot path: an append, and a thread start the first time).
+
+        A plain tuple in :class:`CallRecord`'s field order is kept as it is (see
+        :data:`~tether.observe.records.Row`: why calls make plain tuples); a :class:`CallRecord` is one too.
+        """
         if self._closed:
             self.dropped += 1
             return
@@ -92,11 +96,13 @@ class Recorder:
         pending.append(record)
         if self._thread is None:  # _start checks _closed again under its lock
             self._start()
-        for hook in self._hooks:
-            try:
-                hook(record)
-            except Exception:
-                logger.exception("tether: a call-record hook failed")
+        if self._hooks:
+            named = CallRecord._make(record)
+            for hook in self._hooks:
+                try:
+                    hook(named)
+                except Exception:
+                    logger.exception("tether: a call-record hook failed")
 
     def add_hook(self, hook: Hook) -> None:
         """Call ``hook`` with each record as it is made, on the caller's thread (and in its context: that
@@ -106,7 +112,9 @@ class Recorder:
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every batch, from the flush thread, before it is written to the store.
 
-        A listener must be quick and must not raise (an exception is logged and the batch goes on).
+        A batch holds :data:`~tether.observe.records.Row` tuples: read them by position (the getters of
+        :mod:`tether.observe.columns`), or by name through ``CallRecord(*row)``. A listener must be quick and
+        must not raise (an exception is logged and the batch goes on).
         """
         self._listeners.append(listener)
 
@@ -155,7 +163,7 @@ class Recorder:
         # store has not taken waits in _unwritten, oldest first, within the buffer.
         pending = self._pending
         while pending:
-            batch: list[CallRecord] = []
+            batch: list[Row] = []
             while pending and len(batch) < _MAX_BATCH:
                 batch.append(pending.popleft())
             for listener in list(self._listeners):
@@ -189,7 +197,7 @@ class Recorder:
                 self.dropped += excess
                 excess = 0
 
-    def _write(self, batch: list[CallRecord]) -> bool:
+    def _write(self, batch: list[Row]) -> bool:
         if self._make_log is None:
             return True
         try:

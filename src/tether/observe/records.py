@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
-__all__ = ["LATENCY_BUCKETS", "CallRecord", "Try", "endpoint_template", "failed"]
+__all__ = ["FIELD", "LATENCY_BUCKETS", "CallRecord", "Row", "Try", "endpoint_template", "failed", "usage"]
 
 # Upper bounds, in seconds, of the latency histogram that /metrics, the dashboard and the alerts share. 3 s is
 # a bound because it is the default latency alert: "p95 above 3 s" is then exact, not interpolated.
@@ -104,14 +104,53 @@ class CallRecord(NamedTuple):
     @property
     def usage(self) -> float | None:
         """The fraction of the API's reported rate limit in use after this call, when it reported one."""
-        if not self.limit or self.limit_remaining is None:
-            return None
-        return min(1.0, max(0.0, 1.0 - self.limit_remaining / self.limit))
+        return usage(self.limit, self.limit_remaining)
+
+
+# A call record as a call makes it and the recorder keeps it until it is written: a plain tuple of
+# CallRecord's fields, in its order (CallRecord(*row) reads it by name; a CallRecord is also a Row). Plain,
+# because the garbage collector stops tracking a plain tuple of numbers, strings and None the first time it
+# looks at one, and never does so for a named tuple: records that wait up to a flush interval in the buffer
+# were, as CallRecords, promoted to the oldest generation, and triggered a full collection every ~12,000
+# calls. Code on the recorder's side reads a Row by position (FIELD, or the getters in observe/columns.py).
+Row = tuple[
+    float,  # at
+    str,  # integration
+    str,  # method
+    str,  # endpoint
+    int | None,  # status
+    str,  # outcome
+    str | None,  # error
+    str | None,  # hint
+    float,  # latency
+    int,  # attempts
+    str | None,  # peer
+    int,  # bytes_sent
+    int,  # bytes_received
+    float | None,  # limit
+    float | None,  # limit_remaining
+    int | None,  # tokens
+    str | None,  # version
+    str | None,  # deprecation
+    str | None,  # sunset
+    str | None,  # request_id
+    tuple[Try, ...],  # tries
+]
+
+# A field's position in a Row (and in a CallRecord).
+FIELD = {name: index for index, name in enumerate(CallRecord._fields)}
 
 
 def failed(status: int | None) -> bool:
     """The error rule every view shares: as OpenTelemetry's for HTTP clients, no response or status ≥ 400."""
     return status is None or status >= 400
+
+
+def usage(limit: float | None, remaining: float | None) -> float | None:
+    """The fraction of a reported rate limit in use, ``remaining`` of ``limit`` left; ``None`` without one."""
+    if not limit or remaining is None:
+        return None
+    return min(1.0, max(0.0, 1.0 - remaining / limit))
 
 
 @lru_cache(maxsize=4096)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tether.observe.columns import by_minute
-from tether.observe.records import CallRecord
+from tether.observe.records import Row
 from tether.observe.summary import BUCKETS, Minute
 from tether.store import SqlConnection, Store
 
@@ -103,7 +103,7 @@ class Summaries:
 
     # -- writing -----------------------------------------------------------------------------------------------
 
-    def fold(self, connection: SqlConnection, records: Sequence[CallRecord]) -> None:
+    def fold(self, connection: SqlConnection, records: Sequence[Row]) -> None:
         """Add ``records`` to both tables, inside the caller's transaction."""
         minutes: dict[tuple[str, int], Minute] = {}
         for key, group in by_minute(records).items():

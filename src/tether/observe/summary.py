@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tether.observe import columns
-from tether.observe.records import LATENCY_BUCKETS, CallRecord
+from tether.observe.records import LATENCY_BUCKETS, CallRecord, Row
 
 __all__ = ["BUCKETS", "Minute"]
 
@@ -65,7 +65,7 @@ class Minute:
         self.deprecation = record.deprecation or self.deprecation
         self.sunset = record.sunset or self.sunset
 
-    def add_all(self, records: Sequence[CallRecord]) -> None:
+    def add_all(self, records: Sequence[Row]) -> None:
         """Count ``records``, all of this minute, as :meth:`add` on each would (the latency sum up to float
         rounding), a column at a time: the recorder folds every call it writes, in one call per flush and minute."""
         if not records:
