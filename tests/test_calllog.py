@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from store_fixtures import PostgresSpace
 from tether.observe.calllog import CallLog
+from tether.observe.packed import split
 from tether.observe.records import LATENCY_BUCKETS, CallRecord, Try
 from tether.observe.summary import Minute
 from tether.store import Store
@@ -220,6 +221,50 @@ def test_add_all_counts_as_add_on_each_does(drawn: list[CallRecord]) -> None:
         one_by_one.add(each)
     all_at_once.add_all(drawn)
     assert_same(all_at_once, one_by_one)
+
+
+def _replaced(record: CallRecord, changes: dict[str, Any]) -> CallRecord:
+    return record._replace(**changes)
+
+
+# Records with the fields a plain success must not have, now and then.
+any_records = st.builds(
+    _replaced,
+    records,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "error": st.sampled_from(["ServerError", ""]),
+            "hint": st.sampled_from(["retry later", ""]),
+            "tries": st.just((Try(503, None, "127.0.0.1", 0.25),)),
+            "status": st.sampled_from([200, 399, 400]),
+            "outcome": st.just("success"),
+            "attempts": st.just(1),
+        },
+    ),
+)
+
+
+def plain_success(record: CallRecord) -> bool:
+    """A plain success, the calls stored packed (docs/monitoring.md): nothing a packed call cannot hold."""
+    return (
+        record.status is not None
+        and record.status < 400
+        and record.outcome == "success"
+        and record.attempts == 1
+        and record.error is None
+        and record.hint is None
+        and record.deprecation is None
+        and record.sunset is None
+        and record.tries == ()
+    )
+
+
+@given(st.lists(any_records, max_size=40))
+def test_split_packs_exactly_the_plain_successes_and_keeps_the_order(drawn: list[CallRecord]) -> None:
+    plain, others = split(drawn)
+    assert plain == [each for each in drawn if plain_success(each)]
+    assert others == [each for each in drawn if not plain_success(each)]
 
 
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])

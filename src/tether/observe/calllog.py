@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tether.observe.packed import batch_schema, is_plain, pack, unpack
+from tether.observe.packed import batch_schema, pack, split, unpack
 from tether.observe.records import CallRecord, Row, Try
 from tether.observe.rollup import Summaries, summary_schema
 from tether.observe.summary import Minute
@@ -115,13 +115,8 @@ class CallLog:
             return
         self.ensure_schema()
         process = self._process
-        plain: list[Row] = []
-        rows: list[tuple[Any, ...]] = []
-        for record in records:
-            if is_plain(record):
-                plain.append(record)
-            else:
-                rows.append(_row(record, process))
+        plain, others = split(records)
+        rows = [_row(record, process) for record in others]
         with self.store.transaction() as connection:
             if rows and self.store.dialect == "sqlite":
                 _insert_in_chunks(connection, rows)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tether.observe import columns
-from tether.observe.records import LATENCY_BUCKETS, CallRecord, Row
+from tether.observe.records import LATENCY_BUCKETS, CallRecord, Row, failed
 
 __all__ = ["BUCKETS", "Minute"]
 
@@ -73,7 +73,8 @@ class Minute:
         statuses = list(map(columns.STATUS, records))
         latencies = list(map(columns.LATENCY, records))
         self.calls += len(records)
-        self.failures += len(statuses) - sum(1 for status in statuses if status is not None and status < 400)
+        if None in statuses or max(statuses) >= 400:  # else none failed: the usual batch, told in C
+            self.failures += sum(1 for status in statuses if failed(status))
         self.auth_failures += statuses.count(401) + statuses.count(403)
         self.rejected += list(map(columns.OUTCOME, records)).count("circuit open")
         self.attempts += sum(map(columns.ATTEMPTS, records))
@@ -88,9 +89,8 @@ class Minute:
                 if usage is not None and (self.max_usage is None or usage > self.max_usage):
                     self.max_usage = usage
         for name, get in _HEADERS:
-            latest = [value for value in map(get, records) if value]
-            if latest:
-                setattr(self, name, latest[-1])
+            if any(map(get, records)):
+                setattr(self, name, [value for value in map(get, records) if value][-1])
 
     def merge(self, other: Minute) -> None:
         """Add ``other``'s counts to this one (the later minute's headers win)."""
