@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from store_fixtures import PostgresSpace
 from tether.observe.calllog import CallLog
+from tether.observe.columns import Calls
 from tether.observe.packed import split
 from tether.observe.records import LATENCY_BUCKETS, CallRecord, Try
 from tether.observe.summary import Minute
@@ -261,9 +262,24 @@ def plain_success(record: CallRecord) -> bool:
 
 
 @given(st.lists(any_records, max_size=40))
+def test_a_batch_of_calls_reads_back_its_records_by_column_and_by_group(drawn: list[CallRecord]) -> None:
+    calls = Calls.of(drawn)
+    assert (len(calls), list(calls), calls.rows()) == (len(drawn), drawn, drawn)
+    assert calls.column("status") == [each.status for each in drawn]
+    assert list(calls.usages()) == [each.usage for each in drawn]
+    by_labels: dict[tuple[str, str, str], list[CallRecord]] = {}
+    by_minute: dict[tuple[str, int], list[CallRecord]] = {}
+    for each in drawn:
+        by_labels.setdefault((each.integration, each.method, each.endpoint), []).append(each)
+        by_minute.setdefault((each.integration, int(each.at // 60)), []).append(each)
+    assert {key: list(group) for key, group in calls.by_labels().items()} == by_labels
+    assert {key: list(group) for key, group in calls.by_minute().items()} == by_minute
+
+
+@given(st.lists(any_records, max_size=40))
 def test_split_packs_exactly_the_plain_successes_and_keeps_the_order(drawn: list[CallRecord]) -> None:
-    plain, others = split(drawn)
-    assert plain == [each for each in drawn if plain_success(each)]
+    plain, others = split(Calls.of(drawn))
+    assert list(plain) == [each for each in drawn if plain_success(each)]
     assert others == [each for each in drawn if not plain_success(each)]
 
 

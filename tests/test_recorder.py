@@ -111,13 +111,27 @@ def test_the_thread_writes_every_flush_interval(logs: Logs, recorders: Callable[
     assert logs.request_ids() == ["req_0", "req_1"]
 
 
-def test_a_full_buffer_drops_the_oldest_records_and_counts_them(logs: Logs, recorders: Callable[..., Recorder]) -> None:
-    recorder = recorders(logs, buffer=5)
-    for number in range(8):
+def test_a_full_buffer_drops_its_oldest_tenth_and_counts_it(logs: Logs, recorders: Callable[..., Recorder]) -> None:
+    recorder = recorders(logs, buffer=10)
+    for number in range(11):
         recorder.record(record(number))
-    assert (recorder.pending, recorder.dropped) == (5, 3)
-    assert recorder.flush() == 5
-    assert logs.request_ids() == [f"req_{number}" for number in range(3, 8)]
+    assert (recorder.pending, recorder.dropped) == (9, 2)  # the one over, and a tenth of the buffer
+    assert recorder.flush() == 9
+    assert logs.request_ids() == [f"req_{number}" for number in range(2, 11)]
+
+
+@pytest.mark.parametrize("buffer", [1, 3, 10, 25])
+def test_a_full_buffer_keeps_the_newest_records_in_order_and_counts_every_one_dropped(
+    logs: Logs, recorders: Callable[..., Recorder], buffer: int
+) -> None:
+    recorder = recorders(logs, buffer=buffer)
+    for number in range(100):
+        recorder.record(record(number))
+        assert recorder.pending <= buffer
+    kept = recorder.pending
+    assert kept + recorder.dropped == 100
+    assert recorder.flush() == kept
+    assert logs.request_ids() == [f"req_{number}" for number in range(recorder.dropped, 100)]
 
 
 def test_the_thread_purges_records_past_retention(logs: Logs, recorders: Callable[..., Recorder]) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tether.observe.columns import Calls, as_calls
 from tether.observe.packed import batch_schema, pack, split, unpack
 from tether.observe.records import CallRecord, Row, Try
 from tether.observe.rollup import Summaries, summary_schema
@@ -105,17 +106,18 @@ class CallLog:
         """Create the tables (once per process)."""
         self.store.ensure_schema("calls", _SCHEMAS[self.store.dialect])
 
-    def write(self, records: Sequence[Row]) -> None:
+    def write(self, records: Calls | Sequence[Row]) -> None:
         """Store ``records`` and fold them into the summaries, in one transaction.
 
         Raises:
             sqlite3.Error | psycopg.Error: nothing was written.
         """
-        if not records:
+        calls = as_calls(records)
+        if not calls:
             return
         self.ensure_schema()
         process = self._process
-        plain, others = split(records)
+        plain, others = split(calls)
         rows = [_row(record, process) for record in others]
         with self.store.transaction() as connection:
             if rows and self.store.dialect == "sqlite":
@@ -125,7 +127,7 @@ class CallLog:
             if plain:
                 batches = [(*batch, process) for batch in pack(plain)]
                 _executemany(connection, self.store.sql(_INSERT_BATCH), batches)
-            self.summaries.fold(connection, records)
+            self.summaries.fold(connection, calls)
 
     def purge(self, *, records_before: float, summaries_before: float) -> int:
         """Delete records older than ``records_before`` and summaries older than ``summaries_before``."""

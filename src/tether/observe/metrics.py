@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import operator
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -38,10 +37,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_lat
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tether.observe import columns
+from tether.observe.columns import BUCKET_OF, Calls, as_calls
 from tether.observe.log import logger
-from tether.observe.records import FIELD, LATENCY_BUCKETS, CallRecord, Row, failed
-from tether.observe.records import usage as usage_of
+from tether.observe.records import LATENCY_BUCKETS, CallRecord, Row, failed
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -55,10 +53,8 @@ __all__ = ["CallMetrics", "LogFollower", "enable_metrics", "metrics_endpoint"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # A breaker counts as open while it refused a call this recently.
 _OPEN_WITHIN = 60.0
-# What a record says for the gauges, read in one step.
-_GAUGED = operator.itemgetter(
-    *(FIELD[name] for name in ("integration", "at", "outcome", "limit", "limit_remaining", "deprecation", "sunset"))
-)
+# What a record says for the gauges (with its usage).
+_GAUGED = ("integration", "at", "outcome", "limit", "deprecation", "sunset")
 
 
 class CallMetrics(Collector):
@@ -101,12 +97,13 @@ class CallMetrics(Collector):
         if registry is not None:
             registry.register(self)
 
-    def observe(self, records: Sequence[Row]) -> None:
+    def observe(self, records: Calls | Sequence[Row]) -> None:
         """Count ``records`` (called with each batch).
 
         Grouped by label set first, so each metric child is looked up (and the lock taken) once per batch, not
         once per record: this runs in the recorder's thread, which shares the GIL with the application.
         """
+        calls = as_calls(records)
         counts: collections.Counter[tuple[str, str, str, str, str]] = collections.Counter()
         latencies: dict[tuple[str, str, str], list[float]] = {}
         per_integration: dict[str, list[int]] = {}
@@ -115,29 +112,28 @@ class CallMetrics(Collector):
         deprecated: dict[str, float | None] = {}
         # A column at a time per label set: a batch is mostly one integration's calls to a few endpoints, and
         # this runs for every call the application makes.
-        for key, group in columns.by_labels(records).items():
-            for status, count in collections.Counter(map(columns.STATUS, group)).items():
+        for key, group in calls.by_labels().items():
+            for status, count in collections.Counter(group.column("status")).items():
                 code = "none" if status is None else str(status)
                 counts[(*key, code, "true" if failed(status) else "false")] += count
             histogram = latencies.get(key)
             if histogram is None:
                 latencies[key] = histogram = [0.0] * (len(LATENCY_BUCKETS) + 2)
-            durations = list(map(columns.LATENCY, group))
-            for index, count in collections.Counter(map(columns.BUCKET_OF, durations)).items():
+            durations = group.column("latency")
+            for index, count in collections.Counter(map(BUCKET_OF, durations)).items():
                 histogram[index] += count  # "le": a value on a bound is in its bucket
             histogram[-1] += sum(durations)
             sums = per_integration.get(key[0])
             if sums is None:
                 sums = per_integration[key[0]] = [0, 0, 0]
-            sums[0] += sum(map(columns.ATTEMPTS, group))
-            sums[1] += sum(filter(None, map(columns.TOKENS, group)))
-            sums[2] += sum(map(columns.RECEIVED, group))
-        if _noteworthy(records):
-            for integration, at, outcome, limit, remaining, deprecation, sunset in map(_GAUGED, records):
-                if limit is not None:
-                    ratio = usage_of(limit, remaining)
-                    if ratio is not None:
-                        usage[integration] = ratio  # the latest in the batch, as the records come in order
+            sums[0] += sum(group.column("attempts"))
+            sums[1] += sum(filter(None, group.column("tokens")))
+            sums[2] += sum(group.column("bytes_received"))
+        if _noteworthy(calls):
+            gauged = zip(*(calls.column(name) for name in _GAUGED), calls.usages(), strict=True)
+            for integration, at, outcome, limit, deprecation, sunset, ratio in gauged:
+                if limit is not None and ratio is not None:
+                    usage[integration] = ratio  # the latest in the batch, as the records come in order
                 if outcome == "circuit open":
                     refused[integration] = max(at, refused.get(integration, 0.0))
                 if deprecation or sunset:
@@ -373,12 +369,12 @@ def _sunset_timestamp(value: str | None) -> float | None:
         return None
 
 
-def _noteworthy(records: Sequence[Row]) -> bool:
-    """Whether any of ``records`` says something for the gauges: a rate-limit budget, a circuit that refused
+def _noteworthy(calls: Calls) -> bool:
+    """Whether any of ``calls`` says something for the gauges: a rate-limit budget, a circuit that refused
     the call, a deprecation. Asked of the batch, a column at a time: most batches say nothing of the kind."""
     return (
-        any(map(columns.LIMIT, records))
-        or "circuit open" in map(columns.OUTCOME, records)
-        or any(map(columns.DEPRECATION, records))
-        or any(map(columns.SUNSET, records))
+        any(calls.column("limit"))
+        or "circuit open" in calls.column("outcome")
+        or any(calls.column("deprecation"))
+        or any(calls.column("sunset"))
     )

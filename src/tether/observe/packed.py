@@ -16,13 +16,12 @@ import array
 import base64
 import itertools
 import json
-import operator
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tether.observe.columns import AT, STATUS, by_minute
-from tether.observe.records import FIELD, CallRecord, Row
+from tether.observe.columns import Calls
+from tether.observe.records import CallRecord, Row
 
 __all__ = ["Batch", "batch_schema", "pack", "split", "unpack"]
 
@@ -43,11 +42,8 @@ _COLUMNS = (
     "request_id",
 )
 _DOUBLES = frozenset({"at", "latency"})
-_KEPT = [(name, operator.itemgetter(FIELD[name])) for name in _COLUMNS]
 # The fields a packed call does not keep, and the values they must have: the table implies them.
-_IMPLIED = operator.itemgetter(
-    *(FIELD[name] for name in ("outcome", "error", "hint", "attempts", "deprecation", "sunset", "tries"))
-)
+_IMPLIED = ("outcome", "error", "hint", "attempts", "deprecation", "sunset", "tries")
 _PLAIN = ("success", None, None, 1, None, None, ())
 
 # (at_first, at_last, integration, calls, body)
@@ -70,29 +66,34 @@ def batch_schema(serial: str, real: str) -> list[str]:
     ]
 
 
-def split(records: Sequence[Row]) -> tuple[list[Row], list[Row]]:
-    """``records`` as the plain successes (everything they say fits a packed call) and the others, in order."""
+def split(calls: Calls) -> tuple[Calls, list[Row]]:
+    """``calls`` as the plain successes (everything they say fits a packed call) and the others, in order."""
+    statuses = calls.column("status")
+    implied = [calls.column(name) for name in _IMPLIED]
     # Asked a column at a time, in C: most batches are all plain successes, and this runs for every call.
-    implied = list(map(_PLAIN.__eq__, map(_IMPLIED, records)))
-    statuses = list(map(STATUS, records))
-    if all(implied) and None not in statuses and max(statuses, default=0) < 400:
-        return list(records), []
-    plain: list[Row] = []
-    other: list[Row] = []
-    for record, fits, status in zip(records, implied, statuses, strict=True):
-        (plain if fits and status is not None and status < 400 else other).append(record)
-    return plain, other
+    if (
+        None not in statuses
+        and max(statuses, default=0) < 400
+        and all(column.count(value) == len(column) for column, value in zip(implied, _PLAIN, strict=True))
+    ):
+        return calls, []
+    fits = [
+        status is not None and status < 400 and said == _PLAIN
+        for status, said in zip(statuses, zip(*implied, strict=True), strict=True)
+    ]
+    plain = calls.select(index for index, fit in enumerate(fits) if fit)
+    return plain, calls.select(index for index, fit in enumerate(fits) if not fit).rows()
 
 
-def pack(records: Sequence[Row]) -> list[Batch]:
-    """``records`` (plain successes) as one batch per integration and minute.
+def pack(calls: Calls) -> list[Batch]:
+    """``calls`` (plain successes) as one batch per integration and minute.
 
     A batch never spans minutes, so retention (which drops a batch once its last call is old enough) keeps no
     call more than a minute past it.
     """
     batches: list[Batch] = []
-    for (integration, _), group in by_minute(records).items():
-        ats = list(map(AT, group))
+    for (integration, _), group in calls.by_minute().items():
+        ats = group.column("at")
         batches.append((min(ats), max(ats), integration, len(group), _encode(group)))
     return batches
 
@@ -112,16 +113,14 @@ def unpack(integration: str, body: str) -> list[CallRecord]:
     return [_record(integration, item) for item in zip(*columns, strict=False)]
 
 
-def _encode(group: Sequence[Row]) -> str:
+def _encode(group: Calls) -> str:
     """A batch's body: by column, each stored once when every call has the same value (the method, the status,
     the version are), the times and latencies as binary doubles (exact, and far quicker to write than decimal
     text: json.dumps spent a third of a microsecond on each float)."""
     same: dict[str, Any] = {}
     each: dict[str, Any] = {}
-    # A column at a time, not zip(*rows): that makes an iterator and a tuple per call, and a garbage collection
-    # during a flush of thousands promoted them all to the oldest generation (see Row).
-    for name, get in _KEPT:
-        values = list(map(get, group))
+    for name in _COLUMNS:
+        values = group.column(name)
         if name in _DOUBLES:
             each[name] = _base64_doubles(values)
         elif values.count(values[0]) == len(values):

@@ -1,11 +1,12 @@
 """The recorder: call records appended in memory on the hot path, written to the store by a background thread.
 
-:meth:`Recorder.record` is a deque append (no lock, no I/O), so recording costs a call almost nothing. A daemon
-thread wakes every ``flush_interval``, hands the batch to the listeners (the Prometheus and OpenTelemetry
-exporters) and writes it to the call log in one transaction. If the store is down, records wait in memory,
-at most ``buffer`` of them; beyond that the oldest are dropped and counted in :attr:`Recorder.dropped`, so
-a store outage never slows or fails a call. Records are flushed when the hub closes and when the interpreter
-exits; a forked child starts with an empty buffer (its parent writes what it had).
+:meth:`Recorder.record` extends a list with the record's fields (no lock, no I/O, no object kept per call:
+see :mod:`tether.observe.columns`), so recording costs a call almost nothing. A daemon thread wakes every
+``flush_interval``, hands the batch to the listeners (the Prometheus exporter) and writes it to the call log
+in one transaction. If the store is down, records wait in memory, at most ``buffer`` of them; beyond that the
+oldest are dropped (a tenth of the buffer at a time) and counted in :attr:`Recorder.dropped`, so a store
+outage never slows or fails a call. Records are flushed when the hub closes and when the interpreter exits; a
+forked child starts with an empty buffer (its parent writes what it had).
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Any
 
 from tether.observe.calllog import CallLog
+from tether.observe.columns import WIDTH, Calls
 from tether.observe.log import logger
 from tether.observe.records import CallRecord, Row
 
 __all__ = ["Hook", "Listener", "Recorder"]
 
-Listener = Callable[[Sequence[Row]], None]
+Listener = Callable[[Calls], None]
 Hook = Callable[[CallRecord], None]
 
 _MAX_BATCH = 5000  # records per transaction
@@ -60,10 +63,13 @@ class Recorder:
         self.buffer = buffer
         self.retention, self.summary_retention = retention, summary_retention
         self._wall = wall
-        self._pending: collections.deque[Row] = collections.deque()
+        # The queued records' fields, one record after another: appended to by callers, taken from the front
+        # by the flush. Only dropping (when full) and taking hold _take_lock; appending needs no lock.
+        self._values: list[Any] = []
+        self._take_lock = threading.Lock()
         # Batches the listeners have seen but the store has not taken yet (it is down): written first, and
         # never shown to the listeners again, so an outage does not count a call twice.
-        self._unwritten: collections.deque[list[Row]] = collections.deque()
+        self._unwritten: collections.deque[Calls] = collections.deque()
         self._listeners: list[Listener] = []
         self._hooks: tuple[Hook, ...] = ()
         self._flush_lock = threading.Lock()
@@ -78,22 +84,18 @@ class Recorder:
         _live.add(self)
 
     def record(self, record: Row) -> None:
-        """Queue ``record`` (called on the hot path: an append, and a thread start the first time).
+        """Queue ``record``: a plain tuple in :class:`CallRecord`'s field order, or a :class:`CallRecord`.
 
-        A plain tuple in :class:`CallRecord`'s field order is kept as it is (see
-        :data:`~tether.observe.records.Row`: why calls make plain tuples); a :class:`CallRecord` is one too.
+        Called on the hot path: a list extended (one C call, atomic under the GIL: a flush never sees half a
+        record), and a thread start the first time.
         """
         if self._closed:
             self.dropped += 1
             return
-        pending = self._pending
-        if len(pending) >= self.buffer:
-            try:
-                pending.popleft()
-                self.dropped += 1
-            except IndexError:  # drained by the flush thread meanwhile
-                pass
-        pending.append(record)
+        values = self._values
+        values += record
+        if len(values) > self.buffer * WIDTH:
+            self._drop_oldest()
         if self._thread is None:  # _start checks _closed again under its lock
             self._start()
         if self._hooks:
@@ -112,9 +114,9 @@ class Recorder:
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every batch, from the flush thread, before it is written to the store.
 
-        A batch holds :data:`~tether.observe.records.Row` tuples: read them by position (the getters of
-        :mod:`tether.observe.columns`), or by name through ``CallRecord(*row)``. A listener must be quick and
-        must not raise (an exception is logged and the batch goes on).
+        A batch is a :class:`~tether.observe.columns.Calls`: iterating it gives :class:`CallRecord` values,
+        and ``batch.column("status")`` one field of every record (far cheaper, for a listener that runs for
+        every call). A listener must be quick and must not raise (an exception is logged and the batch goes on).
         """
         self._listeners.append(listener)
 
@@ -125,7 +127,7 @@ class Recorder:
     @property
     def pending(self) -> int:
         """Records waiting to be written."""
-        return len(self._pending) + sum(len(batch) for batch in self._unwritten)
+        return len(self._values) // WIDTH + sum(len(batch) for batch in self._unwritten)
 
     def flush(self) -> int:
         """Write every queued record now; the number written. Safe from any thread."""
@@ -161,11 +163,7 @@ class Recorder:
     def _flush_locked(self) -> int:
         # Every queued record goes to the listeners now, once, whether or not the store takes it; what the
         # store has not taken waits in _unwritten, oldest first, within the buffer.
-        pending = self._pending
-        while pending:
-            batch: list[Row] = []
-            while pending and len(batch) < _MAX_BATCH:
-                batch.append(pending.popleft())
+        while batch := self._take():
             for listener in list(self._listeners):
                 try:
                     listener(batch)
@@ -183,6 +181,26 @@ class Recorder:
         self.written += total
         return total
 
+    def _take(self) -> Calls:
+        """The oldest queued records, at most a transaction's worth, off the queue."""
+        values = self._values
+        with self._take_lock:  # against _drop_oldest; callers append meanwhile, after what is taken
+            taken = values[: _MAX_BATCH * WIDTH]
+            del values[: len(taken)]
+        return Calls(taken)
+
+    def _drop_oldest(self) -> None:
+        """Make room in a full queue: drop its oldest tenth (at once: deleting from the front of the list
+        moves the rest, so one record at a time would cost each call a copy of the whole buffer)."""
+        values = self._values
+        with self._take_lock:
+            excess = len(values) // WIDTH - self.buffer
+            if excess <= 0:  # another caller, or the flush, made room meanwhile
+                return
+            dropped = min(len(values) // WIDTH, excess + max(1, self.buffer // 10))
+            del values[: dropped * WIDTH]
+            self.dropped += dropped
+
     def _trim(self) -> None:
         """Drop the oldest records the store has not taken beyond the buffer."""
         excess = self.pending - self.buffer
@@ -193,11 +211,11 @@ class Recorder:
                 self.dropped += len(oldest)
                 excess -= len(oldest)
             else:
-                del oldest[:excess]
+                del oldest.values[: excess * WIDTH]
                 self.dropped += excess
                 excess = 0
 
-    def _write(self, batch: list[Row]) -> bool:
+    def _write(self, batch: Calls) -> bool:
         if self._make_log is None:
             return True
         try:
@@ -233,7 +251,8 @@ class Recorder:
 
     def _after_fork(self) -> None:
         # The thread did not survive the fork and the parent will write what was queued.
-        self._pending = collections.deque()
+        self._values = []
+        self._take_lock = threading.Lock()
         self._unwritten = collections.deque()
         self._thread = None
         self._flush_lock = threading.Lock()

@@ -107,12 +107,9 @@ class CallRecord(NamedTuple):
         return usage(self.limit, self.limit_remaining)
 
 
-# A call record as a call makes it and the recorder keeps it until it is written: a plain tuple of
-# CallRecord's fields, in its order (CallRecord(*row) reads it by name; a CallRecord is also a Row). Plain,
-# because the garbage collector stops tracking a plain tuple of numbers, strings and None the first time it
-# looks at one, and never does so for a named tuple: records that wait up to a flush interval in the buffer
-# were, as CallRecords, promoted to the oldest generation, and triggered a full collection every ~12,000
-# calls. Code on the recorder's side reads a Row by position (FIELD, or the getters in observe/columns.py).
+# A call record as a call makes it: a plain tuple of CallRecord's fields, in its order (a CallRecord is also
+# one; CallRecord(*row) reads one by name). Not a CallRecord, because the recorder keeps no object per call:
+# it extends one list with the tuple's fields and drops the tuple (see observe/columns.py for why).
 Row = tuple[
     float,  # at
     str,  # integration

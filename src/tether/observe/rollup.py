@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tether.observe.columns import by_minute
-from tether.observe.records import Row
+from tether.observe.columns import Calls
 from tether.observe.summary import BUCKETS, Minute
 from tether.store import SqlConnection, Store
 
@@ -103,10 +102,10 @@ class Summaries:
 
     # -- writing -----------------------------------------------------------------------------------------------
 
-    def fold(self, connection: SqlConnection, records: Sequence[Row]) -> None:
-        """Add ``records`` to both tables, inside the caller's transaction."""
+    def fold(self, connection: SqlConnection, calls: Calls) -> None:
+        """Add ``calls`` to both tables, inside the caller's transaction."""
         minutes: dict[tuple[str, int], Minute] = {}
-        for key, group in by_minute(records).items():
+        for key, group in calls.by_minute().items():
             minutes[key] = summary = Minute(minute=key[1])
             summary.add_all(group)
         hours: dict[tuple[str, int], Minute] = {}

@@ -12,14 +12,12 @@ import collections
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tether.observe import columns
+from tether.observe.columns import BUCKET_OF, Calls, as_calls
 from tether.observe.records import LATENCY_BUCKETS, CallRecord, Row, failed
 
 __all__ = ["BUCKETS", "Minute"]
 
 BUCKETS = len(LATENCY_BUCKETS) + 1  # the last one is +Inf
-
-_HEADERS = (("version", columns.VERSION), ("deprecation", columns.DEPRECATION), ("sunset", columns.SUNSET))
 
 
 @dataclass
@@ -65,32 +63,33 @@ class Minute:
         self.deprecation = record.deprecation or self.deprecation
         self.sunset = record.sunset or self.sunset
 
-    def add_all(self, records: Sequence[Row]) -> None:
+    def add_all(self, records: Calls | Sequence[Row]) -> None:
         """Count ``records``, all of this minute, as :meth:`add` on each would (the latency sum up to float
         rounding), a column at a time: the recorder folds every call it writes, in one call per flush and minute."""
-        if not records:
+        calls = as_calls(records)
+        if not calls:
             return
-        statuses = list(map(columns.STATUS, records))
-        latencies = list(map(columns.LATENCY, records))
-        self.calls += len(records)
+        statuses, latencies = calls.column("status"), calls.column("latency")
+        self.calls += len(calls)
         if None in statuses or max(statuses) >= 400:  # else none failed: the usual batch, told in C
             self.failures += sum(1 for status in statuses if failed(status))
         self.auth_failures += statuses.count(401) + statuses.count(403)
-        self.rejected += list(map(columns.OUTCOME, records)).count("circuit open")
-        self.attempts += sum(map(columns.ATTEMPTS, records))
+        self.rejected += calls.column("outcome").count("circuit open")
+        self.attempts += sum(calls.column("attempts"))
         self.latency_sum += sum(latencies)
-        self.tokens += sum(filter(None, map(columns.TOKENS, records)))
-        self.bytes_received += sum(map(columns.RECEIVED, records))
+        self.tokens += sum(filter(None, calls.column("tokens")))
+        self.bytes_received += sum(calls.column("bytes_received"))
         buckets = self.buckets
-        for index, count in collections.Counter(map(columns.BUCKET_OF, latencies)).items():
+        for index, count in collections.Counter(map(BUCKET_OF, latencies)).items():
             buckets[index] += count
-        if any(map(columns.LIMIT, records)):
-            for usage in map(columns.USAGE, records):
+        if any(calls.column("limit")):
+            for usage in calls.usages():
                 if usage is not None and (self.max_usage is None or usage > self.max_usage):
                     self.max_usage = usage
-        for name, get in _HEADERS:
-            if any(map(get, records)):
-                setattr(self, name, [value for value in map(get, records) if value][-1])
+        for name in ("version", "deprecation", "sunset"):
+            column = calls.column(name)
+            if any(column):  # the latest said wins
+                setattr(self, name, [value for value in column if value][-1])
 
     def merge(self, other: Minute) -> None:
         """Add ``other``'s counts to this one (the later minute's headers win)."""
