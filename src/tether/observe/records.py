@@ -45,8 +45,9 @@ class Try:
 class CallRecord(NamedTuple):
     """What one call did, as the dashboard, ``/metrics``, the alerts and ``tether doctor --from-log`` see it.
 
-    Immutable. A named tuple rather than a frozen dataclass: one is made per call, and a frozen dataclass
-    costs four times as much to build (its ``__init__`` goes through ``object.__setattr__`` per field).
+    Immutable. A named tuple rather than a frozen dataclass: records are read back by the thousand (the call
+    log, ``/metrics``), and a frozen dataclass costs four times as much to build (its ``__init__`` goes through
+    ``object.__setattr__`` per field). A call itself makes a plain :data:`Row`.
 
     Attributes:
         at: When the call started (Unix time, seconds).
