@@ -134,6 +134,18 @@ def test_a_full_buffer_keeps_the_newest_records_in_order_and_counts_every_one_dr
     assert logs.request_ids() == [f"req_{number}" for number in range(recorder.dropped, 100)]
 
 
+def test_a_record_of_the_wrong_width_is_refused_and_the_queue_stays_aligned(
+    logs: Logs, recorders: Callable[..., Recorder]
+) -> None:
+    recorder = recorders(logs)
+    recorder.record(record(0))
+    with pytest.raises(ValueError, match="fields"):
+        recorder.record(tuple(record(1))[:-1])  # type: ignore[arg-type]
+    recorder.record(record(2))
+    assert recorder.flush() == 2
+    assert logs.request_ids() == ["req_0", "req_2"]
+
+
 def test_the_thread_purges_records_past_retention(logs: Logs, recorders: Callable[..., Recorder]) -> None:
     day = 86400.0
     logs().write([record(0), record(1)])  # written 10 days before "now"

@@ -92,6 +92,8 @@ class Recorder:
         if self._closed:
             self.dropped += 1
             return
+        if len(record) != WIDTH:  # it would shift every record queued after it
+            raise ValueError(f"a call record has {WIDTH} fields, not {len(record)}")
         values = self._values
         values += record
         if len(values) > self.buffer * WIDTH:
