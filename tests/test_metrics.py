@@ -55,6 +55,12 @@ breaker = false
 base_url = "{api.url}/v1"
 retry = false
 breaker = {{ min_calls = 2, failure_ratio = 0.5, open_for = "1m" }}
+[integrations.cached]
+base_url = "{api.url}/v1"
+retry = false
+breaker = false
+cache = true
+fallback = "stale"
 """
 
 
@@ -171,6 +177,38 @@ def test_the_exposition_passes_promtool_check_metrics(hub: tether.Hub, api: Api)
     exposition = generate_latest(registry)
     assert b"tether_api_sunset_timestamp_seconds" in exposition
     assert_promtool_accepts(exposition)
+
+
+def test_enable_metrics_exports_the_cache_and_fallback_counters(hub: tether.Hub, api: Api) -> None:
+    registry = CollectorRegistry()
+    enable_metrics(hub, registry)
+    api.script("/v1/cached-rates", Reply(headers={"Cache-Control": "max-age=60"}))
+    api.script("/v1/cached-quotes", Reply(headers={"Cache-Control": "max-age=0"}), Reply(503))
+    with hub.client("cached") as client:
+        assert client.get("/cached-rates").extensions["tether.from_cache"] is False
+        assert client.get("/cached-rates").extensions["tether.from_cache"] is True
+        client.get("/cached-quotes")  # stored, stale at once
+        # The API answers 503 when asked again: the last good response stands in.
+        assert client.get("/cached-quotes").extensions["tether.fallback"] == "stale"
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"integration": "cached", **labels})
+
+    assert value("tether_cache_lookups_total", result="hit") == 1
+    assert value("tether_cache_stored_total") == 2
+    assert value("tether_fallbacks_total", kind="stale") == 1
+    assert value("tether_fallbacks_total", kind="static") == 0
+    stats = hub.stats("cached")
+    exported = {
+        "cache_hits": value("tether_cache_lookups_total", result="hit"),
+        "cache_revalidated": value("tether_cache_lookups_total", result="revalidated"),
+        "cache_misses": value("tether_cache_lookups_total", result="miss"),
+        "cache_stored": value("tether_cache_stored_total"),
+        "fallbacks_stale": value("tether_fallbacks_total", kind="stale"),
+        "fallbacks_static": value("tether_fallbacks_total", kind="static"),
+    }
+    assert exported == {name: stats[name] for name in exported}
+    assert registry.get_sample_value("tether_cache_lookups_total", {"integration": "acme", "result": "hit"}) == 0
 
 
 def test_enable_metrics_needs_call_records(api: Api, tmp_path: Path) -> None:

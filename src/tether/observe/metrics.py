@@ -37,6 +37,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_lat
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tether.observe.cache_metrics import CacheCounters
 from tether.observe.columns import BUCKET_OF, Calls, as_calls
 from tether.observe.log import logger
 from tether.observe.records import LATENCY_BUCKETS, CallRecord, Row, failed
@@ -222,7 +223,7 @@ def _histogram(durations: dict[tuple[str, str, str], list[float]]) -> HistogramM
 
 
 def enable_metrics(hub: Hub, registry: CollectorRegistry | None = REGISTRY) -> CallMetrics:
-    """Feed tether's Prometheus metrics from ``hub``'s calls in this process.
+    """Feed tether's Prometheus metrics from ``hub``'s calls in this process, and export its cache counters.
 
     Call once per hub; expose ``registry`` as usual (``prometheus_client.start_http_server(9100)``).
 
@@ -234,6 +235,8 @@ def enable_metrics(hub: Hub, registry: CollectorRegistry | None = REGISTRY) -> C
         raise ValueError("metrics come from call records: set [monitoring] record = true (the default)")
     metrics = CallMetrics(registry, wall=hub.clock.wall, dropped=lambda: recorder.dropped)
     recorder.add_listener(metrics.observe)
+    if registry is not None:
+        registry.register(CacheCounters(hub.config.integrations, hub.stats))
     return metrics
 
 
