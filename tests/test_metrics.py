@@ -209,6 +209,10 @@ def test_enable_metrics_exports_the_cache_and_fallback_counters(hub: tether.Hub,
     }
     assert exported == {name: stats[name] for name in exported}
     assert registry.get_sample_value("tether_cache_lookups_total", {"integration": "acme", "result": "hit"}) == 0
+    assert hub.recorder is not None
+    hub.recorder.flush()  # no record for the hit; the stale fallback's call is recorded as the 503 it stood in for
+    calls = sorted((each.record.endpoint, each.record.status) for each in hub.call_log.calls(since=0))
+    assert calls == [("/cached-quotes", 200), ("/cached-quotes", 503), ("/cached-rates", 200)]
 
 
 def test_enable_metrics_needs_call_records(api: Api, tmp_path: Path) -> None:
