@@ -7,21 +7,30 @@ which they stop accepting connections, as a server going away does.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import hishel
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
 from store_fixtures import PostgresDatabase, PostgresSpace, terminate
 from test_cache import TOML, Tether, counting
+from tether.cli import app as cli
+from tether.observe.calllog import CallLog
+from tether.observe.incidents import Alerter
+from tether.observe.records import CallRecord
 from tether.store.pg_cache import PostgresCacheStorage
 from tether.store.postgres import PostgresStore
+from tether.webhooks.inbox import Inbox, Incoming
 
 
 @pytest.fixture
@@ -256,3 +265,66 @@ def test_statements_have_a_timeout_unless_the_url_sets_one(postgres: PostgresSpa
             assert connection.execute("SHOW statement_timeout").fetchone() == ("5s",)
     finally:
         own.close()
+
+
+# --- a role that may only read -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def reader(postgres: PostgresSpace) -> Iterator[str]:
+    """The URL of a role that may read this test's schema (once the test grants it) and create nothing."""
+    role = f"reader_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres.url, autocommit=True) as connection:
+        connection.execute(f"CREATE ROLE {role} LOGIN")
+        connection.execute(f"GRANT USAGE ON SCHEMA {postgres.schema} TO {role}")
+    parts = urlsplit(postgres.url)
+    yield urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
+    terminate(postgres.application_name)
+    with psycopg.connect(postgres.url, autocommit=True) as connection:
+        connection.execute(f"DROP OWNED BY {role}")
+        connection.execute(f"DROP ROLE {role}")
+
+
+def test_a_role_that_may_only_read_reads_the_call_log_and_the_inbox_and_writes_nothing(
+    postgres: PostgresSpace, reader: str, tmp_path: Path
+) -> None:
+    """``tether status``, the dashboard and ``tether webhooks list`` run with such a role: the tables are there, so
+    creating them is skipped instead of failing on "permission denied for schema"."""
+    owner = PostgresStore(postgres.url)
+    record = CallRecord(time.time() - 60, "stripe", "GET", "/v1/customers", 200, "success", request_id="req_1")
+    try:
+        CallLog(owner).write([record])
+        Inbox(owner).add([Incoming("stripe", "evt_1", "invoice.paid", {}, b"{}", 1_800_000_000.0)])
+        Alerter(owner, [], resolve_after=0).ensure_schema()  # as `tether serve` does when it starts
+    finally:
+        owner.close()
+    with psycopg.connect(postgres.url, autocommit=True) as connection:
+        connection.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {postgres.schema} TO {urlsplit(reader).username}")
+    store = PostgresStore(reader)
+    try:
+        assert [stored.record for stored in CallLog(store).calls(since=0)] == [record]
+        assert CallLog(store).total("stripe", since=0).calls == 1
+        assert Inbox(store).counts() == {"stripe": {"pending": 1, "processing": 0, "done": 0, "dead": 0}}
+        assert [event.event_id for event in Inbox(store).events()] == ["evt_1"]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table"):
+            CallLog(store).write([record])
+    finally:
+        store.close()
+    config = tmp_path / "tether.toml"
+    config.write_text(f'store = "{reader}"\n[integrations.stripe]\nbase_url = "https://api.stripe.test"\n')
+    status = CliRunner().invoke(cli, ["--config", str(config), "status", "--json"])
+    assert status.exit_code == 0, status.output
+    (stripe,) = json.loads(status.output)["integrations"]
+    assert stripe["requests"] == 1
+    listed = CliRunner().invoke(cli, ["--config", str(config), "webhooks", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "evt_1" in listed.output
+
+
+def test_a_role_that_may_only_read_gets_the_permission_error_when_the_tables_are_missing(reader: str) -> None:
+    store = PostgresStore(reader)
+    try:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for schema"):
+            CallLog(store).calls(since=0)
+    finally:
+        store.close()

@@ -12,6 +12,7 @@ A password is better kept out of ``tether.toml``: libpq reads ``PGPASSWORD`` and
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +33,8 @@ __all__ = ["Connection", "PostgresStore"]
 Connection = psycopg.Connection[TupleRow]
 T = TypeVar("T")
 
+# The table a schema statement creates (tether's DDL is all "CREATE TABLE IF NOT EXISTS name (" or indexes).
+_CREATE_TABLE = re.compile(r"\s*CREATE TABLE IF NOT EXISTS (\w+)", re.IGNORECASE)
 _META_SCHEMA = ("CREATE TABLE IF NOT EXISTS tether_meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL)",)
 # pg_advisory_xact_lock's key for schema changes: "tether" in ASCII, then 1.
 _SCHEMA_LOCK = 0x7465746865720001
@@ -114,7 +117,11 @@ class PostgresStore(Store):
             return work(connection)
 
     def ensure_schema(self, name: str, statements: Iterable[str]) -> None:
-        """Run ``statements`` (idempotent DDL) once per process for the component ``name``."""
+        """Run ``statements`` (idempotent DDL) once per process for the component ``name``.
+
+        A role that may not create tables (one that only reads, for ``tether status`` or the dashboard) gets on
+        when the tables are there already; the DDL's own error stands when one is missing.
+        """
         with self._lock:
             if name in self._schemas:
                 return
@@ -125,9 +132,20 @@ class PostgresStore(Store):
             for statement in ddl:
                 connection.execute(statement)
 
-        self.run(create)
+        try:
+            self.run(create)
+        except psycopg.errors.InsufficientPrivilege:
+            if not self._tables_exist(ddl):
+                raise
         with self._lock:
             self._schemas.add(name)
+
+    def _tables_exist(self, ddl: Iterable[str]) -> bool:
+        """Whether every table ``ddl`` creates exists (on the connection's search path)."""
+        tables = [match.group(1) for statement in ddl if (match := _CREATE_TABLE.match(statement))]
+        with self.connection() as connection:
+            found = [connection.execute("SELECT to_regclass(%s)", (table,)).fetchone() for table in tables]
+        return all(row is not None and row[0] is not None for row in found)
 
     def meta(self, name: str, default: Callable[[], bytes]) -> bytes:
         """A value kept in the store under ``name``, set to ``default()`` by whichever process asks first."""
