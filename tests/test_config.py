@@ -697,3 +697,19 @@ def test_an_unset_variable_in_a_url_is_a_config_error_naming_the_key(tmp_path: P
 def test_describing_the_config_keeps_url_references_unresolved() -> None:
     config = parse_config('store = "postgresql://app:${PGPASSWORD}@db/app"\n', env={}, resolve_secrets=False)
     assert config.store == "postgresql://app:${PGPASSWORD}@db/app"
+
+
+@pytest.mark.parametrize(
+    ("template", "missing"), [("{timestamp}.{body}", "timestamp_header"), ("{id}.{body}", "id_header")]
+)
+def test_a_generic_hmac_template_names_the_header_of_each_part_it_signs(
+    tmp_path: Path, template: str, missing: str
+) -> None:
+    hmac = f'hmac = {{ header = "X-Sig", template = "{template}" }}'
+    webhooks = f'[integrations.stripe.webhooks]\nscheme = "hmac"\nsecret = "s"\n{hmac}'
+    path, error = _load_error(tmp_path, _stripe(webhooks))
+
+    message = str(error)
+    assert str(path) in message
+    assert "integrations.stripe.webhooks.hmac" in message
+    assert f"name the header that carries it in '{missing}'" in message

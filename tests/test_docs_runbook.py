@@ -615,3 +615,29 @@ def test_a_store_url_with_a_secret_reference_is_read_for_health_when_the_secret_
     markdown = out.read_text()
     assert "needs a secret" not in markdown
     assert "**Unavailable:**" not in markdown
+
+
+def test_a_generic_hmac_integration_says_what_is_signed_and_where_the_delivery_id_comes_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACME_HOOK_SECRET", "acme-hook-secret-value")
+    config = tmp_path / "tether.toml"
+    config.write_text(
+        """
+[integrations.acme]
+base_url = "https://api.acme.test"
+[integrations.acme.webhooks]
+scheme = "hmac"
+secret = "${ACME_HOOK_SECRET}"
+hmac = { header = "X-Acme-Signature", template = "{id}.{body}", id_header = "X-Acme-Delivery" }
+"""
+    )
+    out = tmp_path / "runbook.md"
+
+    code_, output = _docs(config, "--out", str(out))
+
+    assert code_ == 0, output
+    markdown = out.read_text()
+    assert "over `{id}.{body}`, delivery id in `X-Acme-Delivery`" in markdown
+    assert "id from the `X-Acme-Delivery` header" in markdown
+    assert "acme-hook-secret-value" not in markdown

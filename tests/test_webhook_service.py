@@ -52,6 +52,41 @@ def service(hub: tether.Hub, **options: object) -> Iterator[str]:
 # --- the receiver -------------------------------------------------------------------------------------------
 
 
+HMAC_WITH_ID = """scheme = "hmac"
+secret = "${STRIPE_WEBHOOK_SECRET}"
+[integrations.acme.webhooks.hmac]
+header = "X-Acme-Signature"
+template = "{id}.{timestamp}.{body}"
+timestamp_header = "X-Acme-Timestamp"
+id_header = "X-Acme-Delivery"
+"""
+
+
+def test_a_generic_hmac_scheme_signs_and_deduplicates_by_the_delivery_header_its_config_names(
+    tmp_path: Path,
+) -> None:
+    hub = make_hub(tmp_path, HMAC_WITH_ID, name="acme")
+    scheme = scheme_for(
+        "hmac",
+        [STRIPE_SECRET],
+        header="X-Acme-Signature",
+        template="{id}.{timestamp}.{body}",
+        timestamp_header="X-Acme-Timestamp",
+        id_header="X-Acme-Delivery",
+    )
+    body = b'{"order": 1}'
+    signed = scheme.sign(body, timestamp=int(time.time()), event_id="dlv_1")
+    with service(hub, process=False) as url:
+        answers = [httpx2.post(f"{url}/webhooks/acme", content=body, headers=signed) for _ in range(2)]
+        forged = httpx2.post(f"{url}/webhooks/acme", content=body, headers={**signed, "x-acme-delivery": "dlv_2"})
+    assert [answer.json() for answer in answers] == [
+        {"status": "accepted", "id": "dlv_1"},
+        {"status": "duplicate", "id": "dlv_1"},
+    ]
+    assert forged.status_code == 401, "the delivery id is signed: another one breaks the signature"
+    hub.close()
+
+
 def test_a_signed_event_is_stored_once_and_a_duplicate_is_acknowledged(tmp_path: Path) -> None:
     hub = make_hub(tmp_path, STRIPE)
     with service(hub, process=False) as url:

@@ -37,7 +37,9 @@ class HmacOptions(_Model):
     """The generic HMAC scheme: which header holds the signature, over what, and how it is written.
 
     ``template`` is the signed content: ``"{body}"`` (the raw body, the default), or with the timestamp and
-    event id, e.g. ``"{timestamp}.{body}"``; a template with ``{timestamp}`` needs ``timestamp_header``.
+    event id, e.g. ``"{timestamp}.{body}"``; a template with ``{timestamp}`` needs ``timestamp_header``, one with
+    ``{id}`` needs ``id_header``. ``id_header`` also names the event id the inbox deduplicates by (unless the
+    integration's ``event_id`` says otherwise).
     """
 
     header: str
@@ -46,11 +48,14 @@ class HmacOptions(_Model):
     prefix: str = ""
     template: str = "{body}"
     timestamp_header: str | None = None
+    id_header: str | None = None
 
     @model_validator(mode="after")
-    def _timestamp_needs_header(self) -> HmacOptions:
+    def _parts_need_headers(self) -> HmacOptions:
         if "{timestamp}" in self.template and self.timestamp_header is None:
             raise ValueError("'template' uses {timestamp}; name the header that carries it in 'timestamp_header'")
+        if "{id}" in self.template and self.id_header is None:
+            raise ValueError("'template' uses {id}; name the header that carries it in 'id_header'")
         return self
 
 

@@ -51,6 +51,9 @@ def webhook_lines(name: str, config: WebhookConfig | None, seen: list[tuple[str,
         signed += f", over {code(options.template)}"
         if options.timestamp_header:
             signed += f", timestamp in {code(options.timestamp_header)}"
+        if options.id_header:
+            signed += f", delivery id in {code(options.id_header)}"
+            event_id = f"the {code(options.id_header)} header"
         lines.append(item("HMAC", signed))
     secrets = [stored_in(secret) for secret in config.all_secrets]
     label = "Secret kept in" if len(secrets) == 1 else "Secrets kept in (tried in order, while one is rotated)"
