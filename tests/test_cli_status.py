@@ -104,3 +104,23 @@ def test_status_refuses_an_unknown_integration_and_a_bad_window(config: Path) ->
     bad = runner.invoke(app, ["--config", str(config), "status", "--window", "soon"])
     assert bad.exit_code == 2
     assert "--window" in bad.output
+
+
+@pytest.mark.parametrize(
+    "command", [["status"], ["status", "--json"], ["doctor", "--from-log"], ["alerts", "list"], ["webhooks", "list"]]
+)
+def test_a_store_that_is_down_is_a_message_with_a_hint_not_a_traceback(
+    tmp_path: Path, unused_port: int, command: list[str]
+) -> None:
+    config = tmp_path / "tether.toml"
+    config.write_text(
+        f'store = "postgresql://tether@127.0.0.1:{unused_port}/tether"\n'
+        '[integrations.pay]\nbase_url = "https://api.pay.test"\n'
+        '[integrations.pay.webhooks]\nscheme = "github"\nsecret = "${PAY_HOOK_SECRET}"\n'
+    )
+    result = runner.invoke(app, ["--config", str(config), *command], env={"PAY_HOOK_SECRET": "hook-secret"})
+
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "the store failed" in result.output
+    assert "check `store` in tether.toml" in result.output

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +64,17 @@ def open_hub(ctx: typer.Context, names: Iterable[str] = ()) -> Hub:
             hub.close()
             raise fail(exc.args[0]) from None
     return hub
+
+
+@contextlib.contextmanager
+def reading_store(ctx: typer.Context, names: Iterable[str] = ()) -> Iterator[Hub]:
+    """:func:`open_hub` for a command that reads the store: a store that fails (down, unreachable, refusing the
+    role) becomes a message with a hint and exit code 1, not a traceback."""
+    with open_hub(ctx, names) as hub:
+        try:
+            yield hub
+        except store_errors() as exc:
+            raise fail(f"the store failed: {exc}", "check `store` in tether.toml and that the store is up") from None
 
 
 def store_errors() -> tuple[type[BaseException], ...]:

@@ -18,10 +18,9 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from tether.cli._output import console, esc, fail, local_time, print_json, say, store_errors
+from tether.cli._output import console, esc, fail, local_time, print_json, reading_store, say
 from tether.config.loader import load_config
 from tether.errors import ConfigError
-from tether.hub import Hub
 from tether.observe.incidents import Alerter, Incident
 from tether.observe.notify import RULE_LABELS, iso_utc
 from tether.observe.promrules import prometheus_rules
@@ -73,15 +72,8 @@ def export(
 @contextlib.contextmanager
 def _alerter(ctx: typer.Context) -> Iterator[Alerter]:
     """An alerter on the configured store, for reading; store failures become a message and exit code 1."""
-    try:
-        hub = Hub.from_config(_config_path(ctx))
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
-    with hub:
-        try:
-            yield Alerter(hub.store, [], resolve_after=hub.config.alerts.resolve_after)
-        except store_errors() as exc:
-            raise fail(f"the store failed: {exc}", "check `store` in tether.toml and that the store is up") from None
+    with reading_store(ctx) as hub:
+        yield Alerter(hub.store, [], resolve_after=hub.config.alerts.resolve_after)
 
 
 def _lasted(incident: Incident) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Protocol, TypeVar
 import typer
 
 from tether._durations import parse_duration
-from tether.cli._output import esc, open_hub, print_json, say
+from tether.cli._output import esc, print_json, reading_store, say
 from tether.config.models import IntegrationConfig
 from tether.doctor import Diagnosis, LogReport, analyse, diagnose
 from tether.hub import Hub
@@ -45,7 +45,7 @@ def doctor(
 
     Each finding says its cause and fix. Exits 1 when a check fails (or, with --from-log, a problem is found).
     """
-    with open_hub(ctx, [name] if name else []) as hub:
+    with reading_store(ctx, [name] if name else []) as hub:
         names = [name] if name else sorted(hub.integrations)
         if from_log:
             healthy = _from_log(hub, names, since, json_output)

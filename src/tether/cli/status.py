@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from tether._durations import parse_duration
-from tether.cli._output import console, esc, open_hub, print_json, say
+from tether.cli._output import console, esc, print_json, reading_store, say
 from tether.observe.health import Health, latency_text, overview
 from tether.observe.incidents import Alerter
 
@@ -31,7 +31,7 @@ def status(
         seconds = parse_duration(window)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--window") from None
-    with open_hub(ctx, names or []) as hub:
+    with reading_store(ctx, names or []) as hub:
         incidents = [asdict(incident) for incident in Alerter(hub.store, [], resolve_after=0).active()]
         result = overview(hub, window=seconds, now=time.time(), alerts=incidents, errors=3, names=names or None)
     if json_output:

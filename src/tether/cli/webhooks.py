@@ -24,8 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tether._durations import parse_duration
-from tether.cli._output import console, err_console, esc, fail, local_time, print_json, say, store_errors
-from tether.errors import ConfigError
+from tether.cli._output import console, err_console, esc, fail, local_time, print_json, reading_store, say
 from tether.hub import Hub
 from tether.observe.redact import redact_headers, redact_text
 from tether.webhooks.inbox import STATUSES, Inbox, Status, StoredEvent
@@ -50,15 +49,8 @@ _INTEGRATION_HELP = "Only the events of this integration."
 @contextlib.contextmanager
 def _inbox(ctx: typer.Context) -> Iterator[tuple[Hub, Inbox]]:
     """The hub of the global ``--config`` and its inbox; store failures become a message and exit code 1."""
-    try:
-        hub = Hub.from_config(ctx.obj.get("config") if ctx.obj else None)
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
-    with hub:
-        try:
-            yield hub, hub.inbox
-        except store_errors() as exc:
-            raise fail(f"the store failed: {exc}", "check `store` in tether.toml and that the store is up") from None
+    with reading_store(ctx) as hub:
+        yield hub, hub.inbox
 
 
 def _integration(hub: Hub, name: str | None) -> str | None:
