@@ -57,6 +57,15 @@ def _docs(config: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def _runbook(folder: Path, toml: str) -> str:
+    """The runbook ``tether docs --out`` writes for the config ``toml``."""
+    config, out = folder / "tether.toml", folder / "runbook.md"
+    config.write_text(toml)
+    code_, output = _docs(config, "--out", str(out))
+    assert code_ == 0, output
+    return out.read_text()
+
+
 # -- no secret value, anywhere ---------------------------------------------------------------------------------
 
 
@@ -562,19 +571,13 @@ def test_docs_need_no_secret_to_be_present(tmp_path: Path, monkeypatch: pytest.M
     """A docs job (CI, a laptop) has no production secrets: references are described, never resolved."""
     for name in SANDBOX_ENV:
         monkeypatch.delenv(name, raising=False)
-    config = tmp_path / "tether.toml"
-    config.write_text(
+    text = _runbook(
+        tmp_path,
         '[integrations.acme]\nbase_url = "https://acme.test"\n'
         'auth = { type = "bearer", token = "file:secrets/missing.txt" }\n'
         '[integrations.mail]\nbase_url = "https://mail.test"\nauth = { type = "basic", username = "api", '
-        'password = "${MAIL_PASSWORD_NOT_SET}" }\n'
+        'password = "${MAIL_PASSWORD_NOT_SET}" }\n',
     )
-    out = tmp_path / "runbook.md"
-
-    code_, output = _docs(config, "--out", str(out))
-
-    assert code_ == 0, output
-    text = out.read_text()
     assert "file `secrets/missing.txt`" in text
     assert "env var `MAIL_PASSWORD_NOT_SET`" in text
 
@@ -621,8 +624,8 @@ def test_a_generic_hmac_integration_says_what_is_signed_and_where_the_delivery_i
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ACME_HOOK_SECRET", "acme-hook-secret-value")
-    config = tmp_path / "tether.toml"
-    config.write_text(
+    markdown = _runbook(
+        tmp_path,
         """
 [integrations.acme]
 base_url = "https://api.acme.test"
@@ -630,14 +633,8 @@ base_url = "https://api.acme.test"
 scheme = "hmac"
 secret = "${ACME_HOOK_SECRET}"
 hmac = { header = "X-Acme-Signature", template = "{id}.{body}", id_header = "X-Acme-Delivery" }
-"""
+""",
     )
-    out = tmp_path / "runbook.md"
-
-    code_, output = _docs(config, "--out", str(out))
-
-    assert code_ == 0, output
-    markdown = out.read_text()
     assert "over `{id}.{body}`, delivery id in `X-Acme-Delivery`" in markdown
     assert "id from the `X-Acme-Delivery` header" in markdown
     assert "acme-hook-secret-value" not in markdown
