@@ -7,7 +7,6 @@ own, interpolated inside a bucket.
 
 from __future__ import annotations
 
-import bisect
 import collections
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,7 +54,7 @@ class Minute:
         self.latency_sum += record.latency
         self.tokens += record.tokens or 0
         self.bytes_received += record.bytes_received
-        self.buckets[_bucket(record.latency)] += 1
+        self.buckets[BUCKET_OF(record.latency)] += 1
         usage = record.usage
         if usage is not None and (self.max_usage is None or usage > self.max_usage):
             self.max_usage = usage
@@ -83,9 +82,9 @@ class Minute:
         for index, count in collections.Counter(map(BUCKET_OF, latencies)).items():
             buckets[index] += count
         if any(calls.column("limit")):
-            for usage in calls.usages():
-                if usage is not None and (self.max_usage is None or usage > self.max_usage):
-                    self.max_usage = usage
+            highest = max((usage for usage in calls.usages() if usage is not None), default=None)
+            if highest is not None and (self.max_usage is None or highest > self.max_usage):
+                self.max_usage = highest
         for name in ("version", "deprecation", "sunset"):
             column = calls.column(name)
             if any(column):  # the latest said wins
@@ -137,8 +136,3 @@ class Minute:
                 slower += count * (1.0 if high == float("inf") else (high - seconds) / (high - low))
             low = high
         return slower / self.calls
-
-
-def _bucket(latency: float) -> int:
-    """The histogram bucket of ``latency``: the first bound at or above it (the last one is +Inf)."""
-    return bisect.bisect_left(LATENCY_BUCKETS, latency)
